@@ -1,0 +1,144 @@
+"""Offline assets: fetch the pinned Pyodide and wheels into a cache, and write a bundle.
+
+Nothing here runs in the browser. ``vendor`` uses the ordinary clients (``npm pack`` for the
+npm package ``pyodide``, ``pip download`` for wheels); ``bundle`` copies from that cache and
+never touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PYODIDE_VERSION = "314.0.7"
+PYODIDE_PYTHON = "3.14"
+PYODIDE_FILES = (
+    "pyodide.js",
+    "pyodide.mjs",
+    "pyodide.asm.mjs",
+    "pyodide.asm.wasm",
+    "python_stdlib.zip",
+    "pyodide-lock.json",
+    "package.json",
+)
+# Wheels shipped in the bundle. micropip is shipped for host apps that want it; the loader
+# itself installs wheels with pyodide.unpackArchive (faster, and no lock-file hash clash).
+VENDORED_WHEELS = {"micropip": "micropip==0.7.2", "pyjwt": "pyjwt==2.15.1"}
+INSTALLED_AT_BOOT = ("pyjwt", "pyauth_web")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parent
+
+
+class AssetError(RuntimeError):
+    """A bundle input is missing; the message names it and how to get it."""
+
+
+def default_cache() -> Path:
+    env = os.environ.get("PYAUTH_WEB_CACHE")
+    if env:
+        return Path(env)
+    if (SOURCE_ROOT / "pyproject.toml").exists():
+        return SOURCE_ROOT / ".cache" / "pyauth-web"
+    return Path.home() / ".cache" / "pyauth-web"
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssetError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+
+
+def vendor(cache: Path) -> None:
+    """Download the pinned Pyodide npm package and wheels into ``cache`` (idempotent)."""
+    pyodide_dir = cache / f"pyodide-{PYODIDE_VERSION}"
+    if not (pyodide_dir / "pyodide.asm.wasm").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        npm = shutil.which("npm")
+        if npm is None:
+            raise AssetError("npm is needed to fetch the npm package 'pyodide' (apt-get install npm)")
+        _run([npm, "pack", f"pyodide@{PYODIDE_VERSION}", "--silent"], cwd=cache)
+        tgz = cache / f"pyodide-{PYODIDE_VERSION}.tgz"
+        tmp = cache / "pyodide-extract"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(tgz) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(pyodide_dir, ignore_errors=True)
+        (tmp / "package").rename(pyodide_dir)
+        shutil.rmtree(tmp)
+        tgz.unlink()
+    wheels = cache / "wheels"
+    for name, spec in VENDORED_WHEELS.items():
+        if not list(wheels.glob(f"{name}-*.whl")):
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                  "--python-version", PYODIDE_PYTHON, "-d", str(wheels), spec])
+
+
+def build_own_wheel(out: Path) -> Path:
+    """Build the pyauth_web wheel from the source tree (``python -m build``)."""
+    if not (SOURCE_ROOT / "pyproject.toml").exists():
+        raise AssetError("no source tree to build pyauth_web from: pass --wheel PATH")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("pyauth_web-*.whl"):
+        old.unlink()
+    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
+          str(SOURCE_ROOT)])
+    return next(out.glob("pyauth_web-*.whl"))
+
+
+def static_file(name: str) -> Path:
+    """The loader or service worker: from the installed package, else from the source tree."""
+    for candidate in (PACKAGE_DIR / "_static" / name,
+                      SOURCE_ROOT / ("sw" if name == "sw.js" else "web") / name):
+        if candidate.exists():
+            return candidate
+    raise AssetError(f"missing {name}: neither pyauth_web/_static/ nor the source tree has it")
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict[str, object]
+
+
+def bundle(out: Path, cache: Path, own_wheel: Path | None = None) -> Bundle:
+    """Write a static folder a host can serve as-is (no network access)."""
+    pyodide_dir = cache / f"pyodide-{PYODIDE_VERSION}"
+    missing = [f for f in PYODIDE_FILES if not (pyodide_dir / f).exists()]
+    if missing:
+        raise AssetError(
+            f"missing Pyodide {PYODIDE_VERSION} files in {pyodide_dir}: {', '.join(missing)} "
+            "(run `pyauth-web vendor` first)"
+        )
+    wheel_files: dict[str, Path] = {}
+    for name in VENDORED_WHEELS:
+        found = sorted((cache / "wheels").glob(f"{name}-*.whl"))
+        if not found:
+            raise AssetError(f"missing wheel {name} in {cache / 'wheels'} (run `pyauth-web vendor`)")
+        wheel_files[name] = found[-1]
+    wheel_files["pyauth_web"] = own_wheel or build_own_wheel(cache / "dist")
+    if not wheel_files["pyauth_web"].exists():
+        raise AssetError(f"missing wheel {wheel_files['pyauth_web']}")
+
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "pyodide").mkdir(parents=True)
+    (out / "wheels").mkdir()
+    for f in PYODIDE_FILES:
+        shutil.copy2(pyodide_dir / f, out / "pyodide" / f)
+    for path in wheel_files.values():
+        shutil.copy2(path, out / "wheels" / path.name)
+    shutil.copy2(static_file("pyauth-web.js"), out / "pyauth-web.js")
+    shutil.copy2(static_file("sw.js"), out / "sw.js")
+    manifest = {
+        "pyodide": PYODIDE_VERSION,
+        "wheels": [{"name": n, "file": p.name} for n, p in wheel_files.items()],
+        "install": list(INSTALLED_AT_BOOT),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return Bundle(out, manifest)

@@ -1,0 +1,1 @@
+"""The Pyodide adapter: the only package that imports ``js`` / ``pyodide``."""

@@ -1,0 +1,242 @@
+"""Real HTTP servers on 127.0.0.1 for the demo and the e2e tests.
+
+- :func:`host_app`: serves a bundle under ``/pyauth/``, its ``sw.js`` at ``/sw.js`` (with
+  ``Service-Worker-Allowed: /``), the demo page, optional extra page folders, and a token
+  issuer at ``POST /token``.
+- :func:`realm_app`: a resource server on another origin that serves images and JSON only
+  with a valid Bearer JWT, with CORS allowing ``Authorization``; it logs every request.
+
+:class:`ServerThread` runs any of these on an event loop in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+DEMO_SECRET = "pyauth-web-demo-secret-not-for-production"
+STATIC_DIR = Path(__file__).with_name("static")
+_MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
+         ".whl": "application/zip", ".zip": "application/zip", ".json": "application/json",
+         ".html": "text/html", ".svg": "image/svg+xml", ".css": "text/css"}
+
+
+# -- tokens -----------------------------------------------------------------------------------
+@dataclass
+class Issuer:
+    """Mints HS256 JWTs for realms; counts what it was asked."""
+
+    secret: str = DEMO_SECRET
+    ttl: float = 300.0
+    clock: Callable[[], float] = time.time
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def mint(self, realm: str, ttl: float | None = None, sub: str = "demo-user") -> str:
+        now = self.clock()
+        exp = now + (self.ttl if ttl is None else ttl)
+        claims = {"sub": sub, "realm": realm, "iat": int(now), "exp": int(exp)}
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+
+def verify(secret: str, header: str | None) -> tuple[bool, str]:
+    """(valid, reason) for an ``Authorization`` header value."""
+    if not header:
+        return False, "no Authorization header"
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False, "not a Bearer token"
+    try:
+        jwt.decode(token, secret, algorithms=["HS256"])
+    except jwt.ExpiredSignatureError:
+        return False, "token expired"
+    except jwt.PyJWTError as exc:
+        return False, f"invalid token: {exc}"
+    return True, "ok"
+
+
+# -- static files -----------------------------------------------------------------------------
+def _file_response(path: Path, extra_headers: dict[str, str] | None = None) -> web.StreamResponse:
+    headers = {"Content-Type": _MIME.get(path.suffix, "application/octet-stream"),
+               "Cache-Control": "no-cache"}
+    headers.update(extra_headers or {})
+    return web.FileResponse(path, headers=headers)
+
+
+def _safe_join(root: Path, rel: str) -> Path | None:
+    target = (root / rel).resolve()
+    if root.resolve() not in target.parents and target != root.resolve():
+        return None
+    return target if target.is_file() else None
+
+
+def _static_route(root: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        target = _safe_join(root, request.match_info["path"] or "index.html")
+        if target is None:
+            raise web.HTTPNotFound(text=f"not found: {request.path}")
+        return _file_response(target)
+
+    return handler
+
+
+# -- the host origin --------------------------------------------------------------------------
+def host_app(
+    bundle_dir: Path,
+    *,
+    issuer: Issuer,
+    page_vars: dict[str, str] | None = None,
+    extra_dirs: dict[str, Path] | None = None,
+) -> web.Application:
+    app = web.Application()
+    page_vars = page_vars or {}
+
+    async def index(request: web.Request) -> web.Response:
+        html = (STATIC_DIR / "index.html").read_text()
+        for key, value in page_vars.items():
+            html = html.replace("{{" + key + "}}", value)
+        return web.Response(text=html, content_type="text/html")
+
+    async def service_worker(request: web.Request) -> web.StreamResponse:
+        return _file_response(bundle_dir / "sw.js", {"Service-Worker-Allowed": "/"})
+
+    async def token(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        realm = str(body.get("realm") or request.query.get("realm") or "")
+        ttl = body.get("ttl")
+        issuer.requests.append({"path": request.path, "realm": realm, "t": time.time()})
+        if not realm:
+            return web.json_response({"error": "realm required"}, status=400)
+        return web.json_response({"token": issuer.mint(realm, float(ttl) if ttl else None)})
+
+    app.router.add_get("/", index)
+    app.router.add_get("/favicon.ico", lambda r: _no_content())
+    app.router.add_get("/sw.js", service_worker)
+    app.router.add_post("/token", token)
+    app.router.add_get("/pyauth/{path:.*}", _static_route(bundle_dir))
+    app.router.add_get("/demo/{path:.*}", _static_route(STATIC_DIR))
+    for prefix, directory in (extra_dirs or {}).items():
+        app.router.add_get(f"/{prefix}/{{path:.*}}", _static_route(directory))
+    return app
+
+
+# -- a realm (resource server) origin ---------------------------------------------------------
+@dataclass
+class RealmLog:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def for_path(self, path: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e["path"] == path]
+
+
+def _svg(label: str) -> str:
+    hue = sum(label.encode()) * 37 % 360
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96">'
+        f'<rect width="96" height="96" rx="12" fill="hsl({hue},60%,55%)"/>'
+        f'<text x="48" y="56" font-size="16" text-anchor="middle" fill="#fff">{label[:8]}</text>'
+        "</svg>"
+    )
+
+
+def realm_app(secret: str = DEMO_SECRET, log: RealmLog | None = None) -> web.Application:
+    """Serves ``/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer JWT."""
+    log = log if log is not None else RealmLog()
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        ok, reason = verify(secret, auth)
+        entry = {"method": request.method, "path": request.path, "auth": auth, "valid": ok,
+                 "reason": reason, "t": time.time()}
+        if request.method != "OPTIONS":
+            log.entries.append(entry)
+        if request.method == "OPTIONS":
+            resp: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                resp = await handler(request)
+            except web.HTTPException as exc:
+                resp = exc
+        origin = request.headers.get("Origin")
+        resp.headers["Access-Control-Allow-Origin"] = origin or "*"
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
+        resp.headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
+        resp.headers["Access-Control-Max-Age"] = "600"
+        resp.headers["Vary"] = "Origin"
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def guarded(make: Callable[[web.Request], web.StreamResponse]) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            ok, reason = verify(secret, request.headers.get("Authorization"))
+            if not ok:
+                return web.json_response({"error": "unauthorized", "reason": reason}, status=401,
+                                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return make(request)
+
+        return handler
+
+    app = web.Application(middlewares=[cors])
+    app["log"] = log
+    app.router.add_get(
+        "/img/{name}",
+        guarded(lambda r: web.Response(text=_svg(r.match_info["name"]), content_type="image/svg+xml")),
+    )
+    app.router.add_route(
+        "*", "/api/{name}",
+        guarded(lambda r: web.json_response({"ok": True, "name": r.match_info["name"]})),
+    )
+    app.router.add_get("/open/{name}", _open)
+    return app
+
+
+async def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+async def _open(request: web.Request) -> web.Response:
+    return web.Response(text=_svg(request.match_info["name"]), content_type="image/svg+xml")
+
+
+# -- running servers --------------------------------------------------------------------------
+class ServerThread:
+    """Runs aiohttp applications on 127.0.0.1 in one background event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._runners: list[web.AppRunner] = []
+
+    def serve(self, app: web.Application, port: int = 0, host: str = "127.0.0.1") -> str:
+        """Start ``app``; returns its origin, e.g. ``http://127.0.0.1:41234``."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+
+        async def start() -> None:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+            self._runners.append(runner)
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=10)
+        return f"http://{host}:{sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)

@@ -1,0 +1,187 @@
+"""Token store logic: realms, longest-prefix matching, JWT expiry with a skew margin.
+
+Sans-I/O: no browser imports, time comes from an injected clock. The browser adapter
+(:mod:`pyauth_web.browser`) reads and writes the serialized form to ``localStorage``.
+
+Security model: the page cannot verify a JWT signature (it has no key, and anything it
+could check an attacker in the page could forge). Signatures are verified by the realm
+server. Client-side we only *read* ``exp`` so we know when to stop using a token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import jwt
+
+Clock = Callable[[], float]
+
+DEFAULT_SKEW_SECONDS = 60.0
+DEFAULT_STORAGE_KEY = "pyauth-web:session"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class InvalidRealm(ValueError):
+    """A realm URL that cannot be used as a token scope."""
+
+
+class InvalidToken(ValueError):
+    """A token that is not a readable JWT (or has an unreadable ``exp``)."""
+
+
+def normalize_url(url: str) -> str:
+    """Canonical form of an absolute http(s) URL: lower-case scheme and host, no default port.
+
+    Raises ``ValueError`` for anything that is not an absolute http(s) URL.
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"URL must be a string, got {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"URL must not carry credentials: {url!r}")
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in URL: {url!r}") from exc
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, parts.fragment))
+
+
+def normalize_realm(realm_url: str) -> str:
+    """A realm is an absolute http(s) URL prefix ending in ``/`` with no query or fragment."""
+    try:
+        norm = normalize_url(realm_url)
+    except ValueError as exc:
+        raise InvalidRealm(str(exc)) from exc
+    parts = urlsplit(norm)
+    if parts.query or parts.fragment or not norm.endswith("/"):
+        raise InvalidRealm(
+            f"realm URL must end with '/' and have no query or fragment: {realm_url!r}"
+        )
+    return norm
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(normalize_url(url))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def token_expiry(token: str) -> float | None:
+    """The token's ``exp`` (seconds since the epoch), or ``None`` when it has none.
+
+    Read with PyJWT *without* verifying the signature (see the module docstring).
+    Raises :class:`InvalidToken` when the string is not a JWT or ``exp`` is not a number.
+    """
+    if not isinstance(token, str) or not token:
+        raise InvalidToken("token must be a non-empty string")
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"not a JWT: {exc}") from exc
+    exp = claims.get("exp")
+    if exp is None:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise InvalidToken("JWT 'exp' claim is not a number")
+    return float(exp)
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    realm: str
+    token: str
+    exp: float | None  # None: valid until a server says otherwise
+
+    def is_fresh(self, now: float, skew: float) -> bool:
+        """Usable now: no ``exp``, or ``exp`` further away than the skew margin."""
+        return self.exp is None or now < self.exp - skew
+
+
+class TokenStore:
+    """Tokens by realm, with longest-prefix lookup and skew-aware freshness."""
+
+    def __init__(self, *, clock: Clock = time.time, skew: float = DEFAULT_SKEW_SECONDS) -> None:
+        if skew < 0:
+            raise ValueError("skew must be >= 0")
+        self.clock = clock
+        self.skew = float(skew)
+        self._entries: dict[str, TokenEntry] = {}
+
+    # -- mutation -------------------------------------------------------------------------
+    def set(self, realm_url: str, token: str) -> TokenEntry:
+        realm = normalize_realm(realm_url)
+        entry = TokenEntry(realm, token, token_expiry(token))
+        self._entries[realm] = entry
+        return entry
+
+    def remove(self, realm_url: str) -> bool:
+        return self._entries.pop(normalize_realm(realm_url), None) is not None
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    # -- queries --------------------------------------------------------------------------
+    def entries(self) -> dict[str, TokenEntry]:
+        return dict(self._entries)
+
+    def realm_for(self, url: str) -> str | None:
+        """Longest realm prefix (among realms holding a token) that ``url`` falls under."""
+        try:
+            norm = normalize_url(url)
+        except ValueError:
+            return None
+        best: str | None = None
+        for realm in self._entries:
+            if norm.startswith(realm) and (best is None or len(realm) > len(best)):
+                best = realm
+        return best
+
+    def lookup(self, url: str) -> TokenEntry | None:
+        """The fresh token for ``url`` (longest prefix), or ``None`` when missing or near expiry."""
+        realm = self.realm_for(url)
+        if realm is None:
+            return None
+        entry = self._entries[realm]
+        return entry if entry.is_fresh(self.clock(), self.skew) else None
+
+    # -- serialized form (what localStorage holds) ------------------------------------------
+    def dumps(self) -> str:
+        return json.dumps({r: e.token for r, e in sorted(self._entries.items())})
+
+    def loads(self, raw: str | None) -> list[str]:
+        """Replace the contents with the JSON object ``raw``; never raises.
+
+        Bad JSON, a non-object, bad realm keys and non-JWT values are dropped; the good
+        entries are kept. Returns one human-readable problem per dropped item.
+        """
+        self._entries.clear()
+        if raw is None or raw == "":
+            return []
+        try:
+            data = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            return [f"stored session is not JSON ({exc}); ignored"]
+        if not isinstance(data, dict):
+            return [f"stored session is a JSON {type(data).__name__}, not an object; ignored"]
+        return self._load_pairs(data.items())
+
+    def _load_pairs(self, pairs: Iterable[tuple[object, object]]) -> list[str]:
+        problems = []
+        for realm, token in pairs:
+            try:
+                if not isinstance(realm, str) or not isinstance(token, str):
+                    raise ValueError("realm and token must be strings")
+                self.set(realm, token)
+            except ValueError as exc:
+                problems.append(f"dropped stored entry {str(realm)[:80]!r}: {exc}")
+        return problems

@@ -1,0 +1,132 @@
+/* pyauth-web loader: boots Pyodide from this bundle, starts the Python runtime, exposes
+ * window.pyauthWeb. Everything is loaded from the folder this script was served from.
+ *
+ *   <script src="/pyauth/pyauth-web.js" data-sw="/sw.js"
+ *           data-realms="https://realm-a.example/ https://realm-b.example/"
+ *           data-storage-key="pyauth-web:session"></script>
+ *
+ * Until Python is ready, the loader already takes the service worker's token requests:
+ * for URLs under a configured or stored realm it replies {type:'pending'} (the worker then
+ * waits up to 3 s) and hands the request to Python once it is up; for any other URL it
+ * replies {} at once. It never answers with a token itself.
+ */
+(() => {
+  'use strict';
+  const MSG = Object.freeze({ REQUEST_REALM_TOKEN: 'request-realm-token', PENDING: 'pending' });
+
+  const script = document.currentScript;
+  const base = new URL('.', script.src).href;
+  const data = script.dataset;
+  const config = {
+    base,
+    sw: data.sw === undefined ? null : new URL(data.sw, location.href).href,
+    swScope: data.swScope ? new URL(data.swScope, location.href).href : null,
+    realms: (data.realms || '').split(/\s+/).filter(Boolean),
+    storageKey: data.storageKey || 'pyauth-web:session',
+    skew: data.skew === undefined ? 60 : Number(data.skew),
+  };
+
+  // --- service-worker requests, from the first moment ---------------------------------------
+  let runtime = null;   // the Python runtime (a PyProxy), once ready
+  const early = [];     // requests that arrived while Python was booting
+
+  function candidateRealms() {
+    const realms = [...config.realms];
+    try {
+      const stored = JSON.parse(localStorage.getItem(config.storageKey) || '{}');
+      if (stored && typeof stored === 'object') realms.push(...Object.keys(stored));
+    } catch { /* a corrupt value is Python's to report */ }
+    return realms;
+  }
+
+  function onWorkerMessage(event) {
+    if (runtime) { runtime.handle_sw_message(event.data, event.ports[0]); return; }
+    const msg = event.data;
+    const port = event.ports[0];
+    if (!port || !msg || msg.type !== MSG.REQUEST_REALM_TOKEN || typeof msg.requestURL !== 'string') return;
+    if (!candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) { port.postMessage({}); return; }
+    port.postMessage({ type: MSG.PENDING });
+    early.push(event);
+  }
+
+  const sw = 'serviceWorker' in navigator ? navigator.serviceWorker : null;
+  let registration = Promise.resolve(null);
+  if (sw) {
+    sw.addEventListener('message', onWorkerMessage);
+    sw.startMessages();
+    if (config.sw) {
+      registration = sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
+        .then(() => sw.ready)
+        .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
+    }
+  }
+
+  function postToWorker(message) {
+    return registration.then((reg) => {
+      const worker = reg && (reg.active || reg.waiting || reg.installing);
+      if (worker) worker.postMessage(message);
+    });
+  }
+
+  // --- Python errors become plain JS errors with a one-line message ------------------------
+  function plainError(err) {
+    if (err && err.constructor && err.constructor.name === 'PythonError') {
+      const lines = String(err.message).trim().split('\n');
+      const e = new Error(lines[lines.length - 1]);
+      e.name = err.type || 'PythonError';
+      return e;
+    }
+    return err;
+  }
+  const call = (fn) => ready.then(() => { try { return fn(runtime); } catch (err) { throw plainError(err); } });
+
+  // --- boot -----------------------------------------------------------------------------------
+  async function fetchAsset(path) {
+    const url = base + path;
+    const resp = await fetch(url).catch((err) => { throw new Error(`pyauth-web: cannot load ${url}: ${err}`); });
+    if (!resp.ok) throw new Error(`pyauth-web: missing bundle asset ${url} (HTTP ${resp.status})`);
+    return resp;
+  }
+
+  function loadScript(path) {
+    return new Promise((resolve, reject) => {
+      const el = document.createElement('script');
+      el.src = base + path;
+      el.onload = resolve;
+      el.onerror = () => reject(new Error(`pyauth-web: missing bundle asset ${el.src}`));
+      document.head.appendChild(el);
+    });
+  }
+
+  async function boot() {
+    const manifest = await (await fetchAsset('manifest.json')).json();
+    const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
+    const wheelBytes = wheels.map((w) => fetchAsset(`wheels/${w.file}`).then((r) => r.arrayBuffer()));
+    await loadScript('pyodide/pyodide.js');
+    const pyodide = await globalThis.loadPyodide({ indexURL: `${base}pyodide/`, packages: [] });
+    const sitePackages = pyodide.runPython("import sysconfig; sysconfig.get_path('purelib')");
+    for (const [i, w] of wheels.entries()) {
+      pyodide.unpackArchive(await wheelBytes[i], 'wheel', { extractDir: sitePackages });
+    }
+    const mod = pyodide.pyimport('pyauth_web.browser.runtime');
+    runtime = mod.start(config, postToWorker);
+    mod.destroy();
+    for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
+    if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
+    return api;
+  }
+
+  const api = {
+    ready: null,
+    setToken: (realmURL, token) => call((rt) => { rt.set_token(realmURL, token); }),
+    removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }),
+    clearTokens: () => call((rt) => { rt.clear_tokens(); }),
+    getToken: (url) => call((rt) => rt.get_token(url) ?? null),
+    state: () => call((rt) => rt.state_json()).then((json) => JSON.parse(json)),
+    config: Object.freeze({ ...config }),
+  };
+  const ready = boot();
+  api.ready = ready;
+  ready.catch((err) => console.error(err));
+  window.pyauthWeb = api;
+})();
