@@ -1,0 +1,391 @@
+"""Token refresh: backoff, failure classification, proactive schedule, single-flight coordinator.
+
+Sans-I/O: no browser imports. Time (``clock``), waiting (``sleep``), randomness (``rng``),
+the refresh call itself (``refresher``), the cross-tab lock (``lock``) and re-reading the
+shared token storage (``reread``) are all injected, so the same code runs under CPython
+(tests, with fakes) and in Pyodide (the browser's event loop; no threads, no
+``asyncio.run``).
+
+Failure rules (:func:`is_retryable_status`): a network error (no status), 429 and 5xx are
+worth retrying; every other status (400 ``invalid_grant``, 401, 403, other 4xx, ...) is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from .tokens import DEFAULT_SKEW_SECONDS, Clock, InvalidToken, TokenEntry, token_expiry
+
+DEFAULT_REFRESH_JITTER = 5.0
+"""Seconds: proactive refreshes start up to this much earlier than ``exp - skew``, at random,
+so that many tabs holding the same token do not all ask at the same instant."""
+
+INVALID_GRANT = "invalid_grant"
+LOGGED_OUT = "logged out"
+
+Refresher = Callable[[str], Awaitable[str]]
+Sleep = Callable[[float], Awaitable[None]]
+RealmLock = Callable[[str], AbstractAsyncContextManager[Any]]
+Reread = Callable[[str], Awaitable[str | None]]
+
+_RNG = random.Random()
+
+
+# -- backoff ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """Exponential backoff with *full jitter* (all times in seconds).
+
+    ``attempts`` counts calls in total (so ``attempts - 1`` waits). The wait after failed
+    attempt ``n`` (0-based) is uniform in ``[0, min(cap, base * 2**n)]``. Full jitter rather
+    than equal jitter: it spreads retries from many clients the most, and a short wait is
+    harmless because a refresh is cheap and bounded by ``attempts``.
+    """
+
+    attempts: int = 3
+    base: float = 0.5
+    cap: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        if not (self.base >= 0 and self.cap >= 0):  # also rejects NaN
+            raise ValueError("base and cap must be >= 0")
+
+    def ceiling(self, attempt: int) -> float:
+        """Upper bound of :meth:`delay` for ``attempt``: ``min(cap, base * 2**attempt)``."""
+        if attempt < 0:
+            raise ValueError("attempt must be >= 0")
+        try:
+            raw = math.ldexp(self.base, attempt)
+        except OverflowError:
+            raw = math.inf
+        return min(self.cap, raw)
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, self.ceiling(attempt))
+
+    def delays(self, rng: random.Random) -> list[float]:
+        """The waits between the attempts, in order (``attempts - 1`` of them)."""
+        return [self.delay(n, rng) for n in range(self.attempts - 1)]
+
+
+# -- errors -------------------------------------------------------------------------------------
+class RefreshError(Exception):
+    """A refresh that did not produce a token.
+
+    ``reason`` is the OAuth ``error`` code when the server sent one (``"invalid_grant"``),
+    else a short description (``"http 503"``, ``"network error"``, ``"logged out"``).
+    ``status`` is the HTTP status, ``None`` when no response arrived.
+    """
+
+    def __init__(
+        self,
+        realm: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        description: str | None = None,
+    ) -> None:
+        self.realm = realm
+        self.reason = reason
+        self.status = status
+        self.retryable = retryable
+        self.description = description
+        super().__init__(realm, reason, status, retryable)
+
+    @property
+    def invalid_grant(self) -> bool:
+        return self.reason == INVALID_GRANT
+
+    def __str__(self) -> str:
+        where = f"{self.realm}: " if self.realm else ""
+        status = "no response" if self.status is None else f"status {self.status}"
+        extra = f": {self.description}" if self.description else ""
+        kind = "retryable" if self.retryable else "final"
+        return f"{where}refresh failed ({self.reason}, {status}, {kind}){extra}"
+
+
+def is_retryable_status(status: int | None) -> bool:
+    """Network error (``None``), 429 and 5xx: try again; anything else: don't."""
+    return status is None or status == 429 or 500 <= status <= 599
+
+
+def network_error(realm: str, detail: str | None = None) -> RefreshError:
+    """No response arrived (fetch rejected, offline, CORS, timeout): retryable."""
+    return RefreshError(realm, "network error", status=None, retryable=True, description=detail)
+
+
+def http_error(
+    realm: str, status: int, oauth_error: str | None = None, description: str | None = None
+) -> RefreshError:
+    """An error response; ``reason`` is the OAuth ``error`` code when there is one."""
+    return RefreshError(
+        realm,
+        oauth_error or f"http {status}",
+        status=status,
+        retryable=is_retryable_status(status),
+        description=description,
+    )
+
+
+# -- proactive schedule ---------------------------------------------------------------------
+def refresh_at(
+    exp: float | None,
+    skew: float = DEFAULT_SKEW_SECONDS,
+    jitter: float = DEFAULT_REFRESH_JITTER,
+    rng: random.Random | None = None,
+) -> float | None:
+    """When to refresh a token expiring at ``exp``: ``exp - skew - uniform(0, jitter)``.
+
+    That is no later than the moment the token stops being fresh (``TokenEntry.is_fresh``),
+    so there is no gap. ``None`` for a token without ``exp`` (nothing to schedule).
+    """
+    if exp is None:
+        return None
+    if jitter < 0:
+        raise ValueError("jitter must be >= 0")
+    return exp - skew - (rng or _RNG).uniform(0.0, jitter)
+
+
+def due(entry: TokenEntry, now: float, skew: float = DEFAULT_SKEW_SECONDS) -> bool:
+    """A refresh is due once the token is no longer fresh (never for a token without exp)."""
+    return not entry.is_fresh(now, skew)
+
+
+def jwt_is_fresh(clock: Clock, skew: float = DEFAULT_SKEW_SECONDS) -> Callable[[str], bool]:
+    """``is_fresh(token)`` by the token's JWT ``exp``; a token that is not a JWT is not fresh."""
+
+    def is_fresh(token: str) -> bool:
+        try:
+            exp = token_expiry(token)
+        except InvalidToken:
+            return False
+        return TokenEntry("", token, exp).is_fresh(clock(), skew)
+
+    return is_fresh
+
+
+# -- coordinator ----------------------------------------------------------------------------
+def _no_lock(realm: str) -> AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()
+
+
+@dataclass(eq=False)
+class _Flight:
+    generation: int
+    epoch: int
+    stale_token: str | None
+    future: asyncio.Future[str]
+    task: asyncio.Task[None] | None = None
+
+
+class RefreshCoordinator:
+    """Per-tab refresh of realm tokens: single-flight, retries, failure episodes, logout.
+
+    * :meth:`refresh` is single-flight per realm: concurrent callers share one attempt
+      sequence and all get the same token or the same :class:`RefreshError`.
+    * Retryable errors are retried per ``backoff`` (waiting with ``sleep``); the first
+      non-retryable error, or running out of attempts, ends the *failure episode*: the realm
+      is marked failed, ``on_failure`` runs once, and later :meth:`refresh` calls raise that
+      error at once, without calling the refresher, until :meth:`reset` (a new token was set).
+    * The whole attempt sequence runs inside ``lock(realm)`` (the cross-tab lock, injected).
+      Inside it, ``reread(realm)`` is consulted first: a fresh token other than the caller's
+      ``stale_token`` means another tab refreshed already, and it is used as is. After an
+      ``invalid_grant`` it is consulted once more (a sibling may have rotated the grant).
+    * :meth:`clear` (logout) bumps :attr:`generation`: in-flight callers get
+      ``RefreshError(reason="logged out")`` immediately, their attempt is cancelled, and a
+      late result is discarded (``on_success`` never runs for it).
+    * :meth:`reset` during a flight makes that flight *superseded*: its callers still get its
+      outcome, but it neither calls the hooks nor marks the realm failed (the host's token
+      is newer than anything it could bring).
+
+    ``on_success(realm, token)`` runs before the callers resume, so it is the place to store
+    the token (it also runs for a token adopted from a sibling tab). If it raises, the flight
+    fails (non-retryable) like a refresher error would. ``refresher`` should raise
+    :class:`RefreshError` (see :func:`network_error`, :func:`http_error`); any other exception
+    ends the episode as a non-retryable failure. A hook (``on_failure``) that raises surfaces
+    in the event loop's exception handler; the callers are already settled by then.
+    """
+
+    def __init__(
+        self,
+        refresher: Refresher,
+        *,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        backoff: BackoffPolicy | None = None,
+        lock: RealmLock = _no_lock,
+        reread: Reread | None = None,
+        is_fresh: Callable[[str], bool] | None = None,
+        skew: float = DEFAULT_SKEW_SECONDS,
+        on_failure: Callable[[RefreshError], None] | None = None,
+        on_success: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._refresher = refresher
+        self.clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.backoff = backoff or BackoffPolicy()
+        self._lock = lock
+        self._reread = reread
+        self._is_fresh = is_fresh or jwt_is_fresh(clock, skew)
+        self._on_failure = on_failure
+        self._on_success = on_success
+        self._generation = 0
+        self._epochs: dict[str, int] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._failed: dict[str, RefreshError] = {}
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def failed(self, realm: str) -> RefreshError | None:
+        """The error that ended the realm's current failure episode, if any."""
+        return self._failed.get(realm)
+
+    def in_flight(self, realm: str) -> bool:
+        return realm in self._flights
+
+    # -- control --------------------------------------------------------------------------
+    async def refresh(self, realm: str, stale_token: str | None = None) -> str:
+        """A new token for ``realm`` (see the class docstring); raises :class:`RefreshError`.
+
+        ``stale_token`` is the token the caller is replacing (the expired one, or the one a
+        server just rejected); a reread token equal to it is not taken as a sibling's
+        refresh. Only the first of concurrent callers' ``stale_token`` is used.
+        """
+        failed = self._failed.get(realm)
+        if failed is not None:
+            raise failed.with_traceback(None)
+        flight = self._flights.get(realm)
+        if flight is None:
+            flight = self._start(realm, stale_token)
+        # shield: one caller being cancelled must not cancel the shared result.
+        return await asyncio.shield(flight.future)
+
+    def reset(self, realm: str) -> None:
+        """The host set a new token for ``realm``: end its failure episode (if any)."""
+        self._failed.pop(realm, None)
+        self._epochs[realm] = self._epochs.get(realm, 0) + 1
+
+    def cancel_all(self, reason: str = "cancelled") -> int:
+        """Fail every in-flight refresh with ``RefreshError(reason=reason)`` and stop it.
+
+        Bumps :attr:`generation`, so results arriving later are discarded. Returns how many
+        flights were cancelled.
+        """
+        self._generation += 1
+        flights, self._flights = self._flights, {}
+        for realm, flight in flights.items():
+            self._settle(flight, RefreshError(realm, reason, retryable=False))
+            if flight.task is not None:
+                flight.task.cancel()
+        return len(flights)
+
+    def clear(self) -> None:
+        """Logout: cancel in-flight refreshes ("logged out") and forget failure episodes."""
+        self.cancel_all(LOGGED_OUT)
+        self._failed.clear()
+
+    # -- internals ------------------------------------------------------------------------
+    def _start(self, realm: str, stale_token: str | None) -> _Flight:
+        loop = asyncio.get_running_loop()
+        flight = _Flight(
+            self._generation, self._epochs.get(realm, 0), stale_token, loop.create_future()
+        )
+        self._flights[realm] = flight
+        flight.task = loop.create_task(self._run(realm, flight))
+        return flight
+
+    async def _run(self, realm: str, flight: _Flight) -> None:
+        outcome: str | RefreshError
+        try:
+            outcome = await self._attempts(realm, flight.stale_token)
+        except RefreshError as err:
+            err.realm = err.realm or realm
+            outcome = err
+        except asyncio.CancelledError:
+            self._settle(flight, RefreshError(realm, "cancelled", retryable=False))
+            self._forget(realm, flight)
+            raise
+        except Exception as exc:  # a refresher bug or an unmapped error: fail, never hang
+            outcome = RefreshError(
+                realm, f"unexpected {type(exc).__name__}", description=str(exc) or None
+            )
+            outcome.__cause__ = exc
+        self._forget(realm, flight)
+
+        if flight.generation != self._generation:  # logged out meanwhile: discard
+            self._settle(flight, RefreshError(realm, LOGGED_OUT, retryable=False))
+            return
+        current = flight.epoch == self._epochs.get(realm, 0)
+        if isinstance(outcome, str) and current and self._on_success is not None:
+            try:
+                self._on_success(realm, outcome)
+            except Exception as exc:
+                outcome = RefreshError(
+                    realm,
+                    "token rejected by on_success",
+                    description=f"{type(exc).__name__}: {exc}",
+                )
+                outcome.__cause__ = exc
+        self._settle(flight, outcome)
+        if isinstance(outcome, RefreshError) and current:
+            self._failed[realm] = outcome
+            if self._on_failure is not None:
+                self._on_failure(outcome)
+
+    async def _attempts(self, realm: str, stale_token: str | None) -> str:
+        async with self._lock(realm):
+            sibling = await self._sibling_token(realm, stale_token)
+            if sibling is not None:
+                return sibling
+            for attempt in range(self.backoff.attempts):
+                try:
+                    return await self._refresher(realm)
+                except RefreshError as err:
+                    if err.invalid_grant:
+                        sibling = await self._sibling_token(realm, stale_token)
+                        if sibling is not None:
+                            return sibling
+                    if not err.retryable or attempt == self.backoff.attempts - 1:
+                        raise
+                await self._sleep(self.backoff.delay(attempt, self._rng))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _sibling_token(self, realm: str, stale_token: str | None) -> str | None:
+        """A fresh token in shared storage that is not the one being replaced, if any."""
+        if self._reread is None:
+            return None
+        token = await self._reread(realm)
+        if token is None or token == stale_token or not self._is_fresh(token):
+            return None
+        return token
+
+    def _forget(self, realm: str, flight: _Flight) -> None:
+        if self._flights.get(realm) is flight:
+            del self._flights[realm]
+
+    @staticmethod
+    def _settle(flight: _Flight, outcome: str | RefreshError) -> None:
+        fut = flight.future
+        if fut.done():
+            return
+        if isinstance(outcome, str):
+            fut.set_result(outcome)
+        else:
+            fut.set_exception(outcome)
+            fut.exception()  # retrieved: callers may all be gone; the hooks report it

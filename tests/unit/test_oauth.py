@@ -1,0 +1,244 @@
+"""OAuth refresh_token grant: request building, response parsing, refresh-token rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from urllib.parse import parse_qs
+
+import pytest
+
+from pyauth_web.oauth import (
+    FORM_CONTENT_TYPE,
+    NO_REFRESH_TOKEN,
+    REFRESH_TOKEN_USED,
+    RefreshTokenRotation,
+    TokenResponse,
+    build_refresh_request,
+    parse_token_response,
+)
+from pyauth_web.refresh import INVALID_GRANT, RefreshCoordinator, RefreshError
+
+ENDPOINT = "https://auth.example/oauth/token"
+REALM = "https://api.example/"
+
+
+# -- build_refresh_request ------------------------------------------------------------------
+def test_build_refresh_request() -> None:
+    url, headers, body = build_refresh_request(ENDPOINT, "web-app", "rt-1")
+    assert url == ENDPOINT
+    assert headers == {"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"}
+    assert "Authorization" not in headers  # public client: no secret
+    assert parse_qs(body, strict_parsing=True) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": ["rt-1"],
+        "client_id": ["web-app"],
+    }
+
+
+def test_build_refresh_request_with_scope_and_special_characters() -> None:
+    req = build_refresh_request(ENDPOINT, "app id", "a+b/c=d&e", scope="openid profile")
+    form = parse_qs(req.body, strict_parsing=True)
+    assert form["refresh_token"] == ["a+b/c=d&e"]
+    assert form["client_id"] == ["app id"]
+    assert form["scope"] == ["openid profile"]
+    assert "scope=openid+profile" in req.body  # form encoding: space is '+'
+
+
+def test_build_refresh_request_normalizes_the_endpoint() -> None:
+    url, _, _ = build_refresh_request("HTTPS://Auth.Example:443/token?x=1", "c", "r")
+    assert url == "https://auth.example/token?x=1"
+    assert build_refresh_request("http://localhost:8080/token", "c", "r").url.startswith("http:")
+    assert build_refresh_request("http://127.0.0.1/token", "c", "r").url.startswith("http:")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "client_id", "refresh_token"),
+    [
+        ("http://auth.example/token", "c", "r"),  # plain http off loopback
+        ("/token", "c", "r"),
+        ("ftp://auth.example/token", "c", "r"),
+        ("https://auth.example/token#frag", "c", "r"),
+        (ENDPOINT, "", "r"),
+        (ENDPOINT, "c", ""),
+    ],
+)
+def test_build_refresh_request_rejects(endpoint: str, client_id: str, refresh_token: str) -> None:
+    with pytest.raises(ValueError):
+        build_refresh_request(endpoint, client_id, refresh_token)
+
+
+# -- parse_token_response -------------------------------------------------------------------
+def ok(**fields: object) -> str:
+    return json.dumps({"access_token": "at", "token_type": "Bearer", **fields})
+
+
+def error_of(status: int, body: str) -> RefreshError:
+    with pytest.raises(RefreshError) as info:
+        parse_token_response(status, body, realm=REALM)
+    assert info.value.realm == REALM and info.value.status == status
+    return info.value
+
+
+def test_parse_full_response() -> None:
+    body = ok(refresh_token="rt-2", expires_in=3600, scope="openid")
+    assert parse_token_response(200, body) == TokenResponse("at", "rt-2", 3600.0, "Bearer")
+
+
+def test_parse_minimal_response() -> None:
+    assert parse_token_response(200, ok()) == TokenResponse("at", None, None, "Bearer")
+    assert parse_token_response(200, ok(expires_in="60")).expires_in == 60.0
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ("<html>oops</html>", "not a JSON object"),
+        ("", "not a JSON object"),
+        ("[]", "not a JSON object"),
+        (json.dumps({"token_type": "Bearer"}), "missing access_token"),
+        (json.dumps({"access_token": "", "token_type": "Bearer"}), "missing access_token"),
+        (json.dumps({"access_token": "at"}), "missing token_type"),
+        (ok(refresh_token=7), "refresh_token"),
+        (ok(refresh_token=""), "refresh_token"),
+        (ok(expires_in=-1), "expires_in"),
+        (ok(expires_in="soon"), "expires_in"),
+        (ok(expires_in=True), "expires_in"),
+        (ok(expires_in="inf"), "expires_in"),
+    ],
+)
+def test_malformed_success_is_final(body: str, what: str) -> None:
+    err = error_of(200, body)
+    assert err.reason.startswith("malformed token response") and what in err.reason
+    assert not err.retryable
+
+
+def test_invalid_grant_is_final_with_description() -> None:
+    body = json.dumps({"error": "invalid_grant", "error_description": "token reused"})
+    err = error_of(400, body)
+    assert (err.reason, err.retryable, err.description) == (INVALID_GRANT, False, "token reused")
+    assert err.invalid_grant
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason", "retryable"),
+    [
+        (401, json.dumps({"error": "invalid_client"}), "invalid_client", False),
+        (403, "Forbidden", "http 403", False),
+        (400, json.dumps({"error": "invalid_scope"}), "invalid_scope", False),
+        (404, "", "http 404", False),
+        (429, json.dumps({"error": "slow_down"}), "slow_down", True),
+        (500, json.dumps({"error": "server_error"}), "server_error", True),
+        (502, "<html>Bad Gateway</html>", "http 502", True),
+        (503, "{not json", "http 503", True),
+        (400, json.dumps({"error": 42}), "http 400", False),
+        (302, "", "http 302", False),
+    ],
+)
+def test_error_responses(status: int, body: str, reason: str, retryable: bool) -> None:
+    err = error_of(status, body)
+    assert (err.reason, err.retryable) == (reason, retryable)
+
+
+# -- RefreshTokenRotation -------------------------------------------------------------------
+def test_rotation_hands_each_token_out_once() -> None:
+    holder = RefreshTokenRotation("rt-1", realm=REALM)
+    assert holder.available
+    assert holder.take() == "rt-1"
+    assert not holder.available
+    with pytest.raises(RefreshError) as info:
+        holder.take()
+    assert (info.value.reason, info.value.retryable, info.value.realm) == (
+        REFRESH_TOKEN_USED,
+        False,
+        REALM,
+    )
+    holder.accept(TokenResponse("at", "rt-2", 60.0, "Bearer"))
+    assert holder.take() == "rt-2"
+
+
+def test_rotation_refuses_a_used_token_even_when_set_again() -> None:
+    holder = RefreshTokenRotation("rt-1")
+    holder.take()
+    holder.set("rt-1")
+    with pytest.raises(RefreshError):
+        holder.take()
+    holder.accept(TokenResponse("at", "rt-1", None, "Bearer"))  # a server replaying it
+    with pytest.raises(RefreshError):
+        holder.take()
+
+
+def test_non_rotating_server_rearms_the_token() -> None:
+    holder = RefreshTokenRotation("rt-1")
+    holder.take()
+    holder.accept(TokenResponse("at", None, 60.0, "Bearer"))
+    assert holder.take() == "rt-1"
+
+
+def test_release_only_rearms_the_current_token() -> None:
+    holder = RefreshTokenRotation("rt-1")
+    token = holder.take()
+    holder.release(token)  # e.g. a 429: the server did not use it
+    assert holder.take() == "rt-1"
+    holder.accept(TokenResponse("at", "rt-2", None, "Bearer"))
+    holder.release("rt-1")  # stale release: ignored
+    holder.take()
+    holder.set("rt-1")
+    with pytest.raises(RefreshError):
+        holder.take()
+
+
+def test_no_token_and_clear() -> None:
+    holder = RefreshTokenRotation()
+    with pytest.raises(RefreshError) as info:
+        holder.take()
+    assert info.value.reason == NO_REFRESH_TOKEN
+    holder.set("rt-1")
+    holder.clear()
+    assert not holder.available
+    with pytest.raises(ValueError):
+        holder.set("")
+
+
+# -- together: coordinator + oauth + rotation against a fake rotating server ------------------
+class RotatingServer:
+    """A token endpoint that rotates refresh tokens and treats a reused one as invalid_grant."""
+
+    def __init__(self) -> None:
+        self.valid = "rt-0"
+        self.seen: list[str] = []
+
+    async def post(self, url: str, body: str) -> tuple[int, str]:
+        await asyncio.sleep(0)
+        token = parse_qs(body)["refresh_token"][0]
+        self.seen.append(token)
+        if token != self.valid:
+            return 400, json.dumps({"error": "invalid_grant"})
+        n = len(self.seen)
+        self.valid = f"rt-{n}"
+        return 200, ok(access_token=f"at-{n}", refresh_token=self.valid, expires_in=300)
+
+
+def test_coordinator_with_rotation_sends_each_refresh_token_once() -> None:
+    async def body() -> None:
+        server = RotatingServer()
+        holder = RefreshTokenRotation("rt-0", realm=REALM)
+
+        async def refresher(realm: str) -> str:
+            url, _, form = build_refresh_request(ENDPOINT, "web-app", holder.take())
+            status, reply = await server.post(url, form)
+            response = parse_token_response(status, reply, realm=realm)
+            holder.accept(response)
+            return response.access_token
+
+        async def no_sleep(seconds: float) -> None:
+            await asyncio.sleep(0)
+
+        coord = RefreshCoordinator(refresher, sleep=no_sleep, rng=random.Random(0))
+        first = await asyncio.gather(*(coord.refresh(REALM) for _ in range(100)))
+        assert set(first) == {"at-1"}
+        assert await coord.refresh(REALM) == "at-2"
+        assert server.seen == ["rt-0", "rt-1"]  # no refresh token sent twice
+
+    asyncio.run(body())
