@@ -15,6 +15,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PYODIDE_VERSION = "314.0.7"
 PYODIDE_PYTHON = "3.14"
@@ -52,7 +53,9 @@ def default_cache() -> Path:
 def _run(cmd: list[str], cwd: Path | None = None) -> None:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise AssetError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        raise AssetError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}"
+        )
 
 
 def vendor(cache: Path) -> None:
@@ -62,7 +65,9 @@ def vendor(cache: Path) -> None:
         cache.mkdir(parents=True, exist_ok=True)
         npm = shutil.which("npm")
         if npm is None:
-            raise AssetError("npm is needed to fetch the npm package 'pyodide' (apt-get install npm)")
+            raise AssetError(
+                "npm is needed to fetch the npm package 'pyodide' (apt-get install npm)"
+            )
         _run([npm, "pack", f"pyodide@{PYODIDE_VERSION}", "--silent"], cwd=cache)
         tgz = cache / f"pyodide-{PYODIDE_VERSION}.tgz"
         tmp = cache / "pyodide-extract"
@@ -76,8 +81,21 @@ def vendor(cache: Path) -> None:
     wheels = cache / "wheels"
     for name, spec in VENDORED_WHEELS.items():
         if not list(wheels.glob(f"{name}-*.whl")):
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                  "--python-version", PYODIDE_PYTHON, "-d", str(wheels), spec])
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--python-version",
+                    PYODIDE_PYTHON,
+                    "-d",
+                    str(wheels),
+                    spec,
+                ]
+            )
 
 
 def build_own_wheel(out: Path) -> Path:
@@ -87,15 +105,27 @@ def build_own_wheel(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("pyauth_web-*.whl"):
         old.unlink()
-    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
-          str(SOURCE_ROOT)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(out),
+            str(SOURCE_ROOT),
+        ]
+    )
     return next(out.glob("pyauth_web-*.whl"))
 
 
 def static_file(name: str) -> Path:
     """The loader or service worker: from the installed package, else from the source tree."""
-    for candidate in (PACKAGE_DIR / "_static" / name,
-                      SOURCE_ROOT / ("sw" if name == "sw.js" else "web") / name):
+    for candidate in (
+        PACKAGE_DIR / "_static" / name,
+        SOURCE_ROOT / ("sw" if name == "sw.js" else "web") / name,
+    ):
         if candidate.exists():
             return candidate
     raise AssetError(f"missing {name}: neither pyauth_web/_static/ nor the source tree has it")
@@ -104,7 +134,7 @@ def static_file(name: str) -> Path:
 @dataclass
 class Bundle:
     root: Path
-    manifest: dict[str, object]
+    manifest: dict[str, Any]
 
 
 def bundle(out: Path, cache: Path, own_wheel: Path | None = None) -> Bundle:
@@ -120,7 +150,9 @@ def bundle(out: Path, cache: Path, own_wheel: Path | None = None) -> Bundle:
     for name in VENDORED_WHEELS:
         found = sorted((cache / "wheels").glob(f"{name}-*.whl"))
         if not found:
-            raise AssetError(f"missing wheel {name} in {cache / 'wheels'} (run `pyauth-web vendor`)")
+            raise AssetError(
+                f"missing wheel {name} in {cache / 'wheels'} (run `pyauth-web vendor`)"
+            )
         wheel_files[name] = found[-1]
     wheel_files["pyauth_web"] = own_wheel or build_own_wheel(cache / "dist")
     if not wheel_files["pyauth_web"].exists():

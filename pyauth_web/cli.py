@@ -37,8 +37,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         host_app(out, issuer=Issuer(ttl=args.ttl), page_vars={"REALM": realm_origin + "/"}),
         port=args.port,
     )
-    print(f"pyauth-web demo: open {host_origin}/  (realm server {realm_origin}/, Ctrl-C to stop)",
-          flush=True)
+    print(
+        f"pyauth-web demo: open {host_origin}/  (realm server {realm_origin}/, Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -50,14 +52,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyauth-web", description=__doc__)
-    parser.add_argument("--cache", type=Path, default=assets.default_cache(),
-                        help="where downloaded Pyodide/wheels are kept (default: %(default)s)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=assets.default_cache(),
+        help="where downloaded Pyodide/wheels are kept (default: %(default)s)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("vendor", help="download the pinned Pyodide npm package and wheels")
     p.set_defaults(func=_cmd_vendor)
 
-    p = sub.add_parser("bundle", help="write a static folder to serve (loader, sw.js, Pyodide, wheels)")
+    p = sub.add_parser(
+        "bundle", help="write a static folder to serve (loader, sw.js, Pyodide, wheels)"
+    )
     p.add_argument("out", type=Path)
     p.add_argument("--wheel", type=Path, help="pyauth_web wheel to ship (default: build it)")
     p.add_argument("--fetch", action="store_true", help="run `vendor` first if assets are missing")

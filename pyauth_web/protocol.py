@@ -5,7 +5,7 @@ The service worker's copy of the names is the ``MSG`` object at the top of ``sw/
 
 page -> SW (``postMessage`` to the active worker)::
 
-    {type: 'sync-tokens', tokens: {realmURL: token}, expires: {realmURL: exp|null}, skew}
+    {type: 'sync-tokens', tokens: {realmURL: token}, expires: {realmURL: exp|null}, realms, skew}
     {type: 'set-realm-token', realmURL, token, exp, skew}
     {type: 'remove-realm-token', realmURL}
     {type: 'clear-tokens'}
@@ -72,10 +72,12 @@ def answer_token_request(store: TokenStore, data: object) -> Message | None:
     return token_reply(store.lookup(url))
 
 
-def sync_tokens(store: TokenStore) -> Message:
+def sync_tokens(store: TokenStore, realms: list[str] | tuple[str, ...] = ()) -> Message:
+    """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for."""
     entries = store.entries()
     return {
         "type": SYNC_TOKENS,
+        "realms": sorted(set(realms) | set(entries)),
         "tokens": {r: e.token for r, e in entries.items()},
         "expires": {r: e.exp for r, e in entries.items()},
         "skew": store.skew,

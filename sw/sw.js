@@ -23,7 +23,8 @@ const ASK_OTHERS_AFTER_MS = 100;
 
 // realm URL (normalized, ends with '/') -> {token, exp (s since epoch, or null)}
 const tokens = new Map();
-// Origins the worker has held a token for: only these get the on-miss round trip.
+// Origins of the realms the worker was told about (configured, or holding a token): only these
+// get the on-miss round trip. While it knows none (cold start) it asks for every origin.
 const knownOrigins = new Set();
 let skewSeconds = 60;
 // No resurrection: every clear/remove takes a sequence number; a reply to a request that
@@ -69,13 +70,17 @@ function setSkew(v) {
   if (typeof v === 'number' && Number.isFinite(v) && v >= 0) skewSeconds = v;
 }
 
-self.addEventListener('message', (event) => {
-  const msg = event.data;
-  if (!msg || typeof msg !== 'object') return;
+function addRealmOrigins(realms) {
+  if (!Array.isArray(realms)) return;
+  for (const realm of realms) if (isRealm(realm)) knownOrigins.add(new URL(realm).origin);
+}
+
+function applyMessage(msg) {
   switch (msg.type) {
     case MSG.SYNC_TOKENS: {
       if (!msg.tokens || typeof msg.tokens !== 'object') return;
       setSkew(msg.skew);
+      addRealmOrigins(msg.realms);
       const expires = (msg.expires && typeof msg.expires === 'object') ? msg.expires : {};
       // A full sync is authoritative: realms missing from it are gone.
       for (const realm of tokens.keys()) {
@@ -96,8 +101,45 @@ self.addEventListener('message', (event) => {
       clearedAt = ++seq;
       break;
     default:
-      break;
+      return;
   }
+  save();
+}
+
+// The state survives worker restarts (Chromium stops idle workers), so most requests after a
+// restart need no round trip. It holds nothing localStorage does not already hold.
+const STATE_CACHE = 'pyauth-web-state-v1';
+const STATE_KEY = new URL('__pyauth-web/state', self.registration.scope).href;
+let saving = Promise.resolve();
+
+function save() {
+  const state = JSON.stringify({ tokens: Object.fromEntries(tokens), origins: [...knownOrigins], skew: skewSeconds });
+  saving = saving
+    .then(() => caches.open(STATE_CACHE))
+    .then((cache) => cache.put(STATE_KEY, new Response(state, { headers: { 'Content-Type': 'application/json' } })))
+    .catch(() => {});
+  return saving;
+}
+
+let stateLoaded = false;
+const loaded = caches.open(STATE_CACHE)
+  .then((cache) => cache.match(STATE_KEY))
+  .then((resp) => resp && resp.json())
+  .then((state) => {
+    if (!state || typeof state !== 'object') return;
+    setSkew(state.skew);
+    for (const origin of Array.isArray(state.origins) ? state.origins : []) {
+      if (typeof origin === 'string') knownOrigins.add(origin);
+    }
+    for (const [realm, e] of Object.entries(state.tokens || {})) if (e) putToken(realm, e.token, e.exp);
+  })
+  .catch(() => { /* an unreadable saved state is dropped */ })
+  .finally(() => { stateLoaded = true; });
+
+self.addEventListener('message', (event) => {
+  const msg = event.data;
+  if (!msg || typeof msg !== 'object') return;
+  event.waitUntil(loaded.then(() => { applyMessage(msg); return saving; }));
 });
 
 // Ask one client; resolves with its final answer, or never (the caller races a deadline).
@@ -147,6 +189,7 @@ async function askPage(requestURL, clientId) {
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
   if (clearedAt > startSeq || (removedAt.get(reply.realmURL) || 0) > startSeq) return null;
   putToken(reply.realmURL, reply.token, reply.exp);
+  save();
   return reply;
 }
 
@@ -175,24 +218,29 @@ function withAuth(request, token) {
   }));
 }
 
+// The response for a GET/HEAD that may need a token, or null to leave the request alone.
+function route(request, clientId) {
+  const url = request.url;
+  const realm = realmFor(url);
+  if (realm !== null && fresh(tokens.get(realm))) return withAuth(request, tokens.get(realm).token);
+  // Origin gating: ask only for origins of realms we were told about, or at cold start.
+  const origin = originOf(url);
+  if (origin === null || !/^https?:/.test(url)) return null;
+  if (knownOrigins.size > 0 && !knownOrigins.has(origin)) return null;
+  return askPageOnce(url, clientId).then((reply) => (reply ? withAuth(request, reply.token) : fetch(request)));
+}
+
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET' && request.method !== 'HEAD') return;
   if (request.mode === 'navigate' || request.headers.has('Authorization')) return;
-  const url = request.url;
-  const realm = realmFor(url);
-  if (realm !== null && fresh(tokens.get(realm))) {
-    event.respondWith(withAuth(request, tokens.get(realm).token));
-    return;
+  const clientId = event.clientId || event.resultingClientId;
+  if (stateLoaded) {
+    const response = route(request, clientId);
+    if (response) event.respondWith(response);
+  } else {
+    event.respondWith(loaded.then(() => route(request, clientId) || fetch(request)));
   }
-  // Origin gating: only ask for origins we have held a token for, or at cold start.
-  const origin = originOf(url);
-  if (knownOrigins.size > 0 && !knownOrigins.has(origin)) return;
-  if (origin === null || !/^https?:/.test(url)) return;
-  event.respondWith(
-    askPageOnce(url, event.clientId || event.resultingClientId)
-      .then((reply) => (reply ? withAuth(request, reply.token) : fetch(request))),
-  );
 });
 
 self.addEventListener('install', () => self.skipWaiting());

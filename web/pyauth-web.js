@@ -103,16 +103,20 @@
     const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
     const wheelBytes = wheels.map((w) => fetchAsset(`wheels/${w.file}`).then((r) => r.arrayBuffer()));
     await loadScript('pyodide/pyodide.js');
+    performance.mark('pyauth-web:pyodide-script');
     const pyodide = await globalThis.loadPyodide({ indexURL: `${base}pyodide/`, packages: [] });
+    performance.mark('pyauth-web:pyodide-loaded');
     const sitePackages = pyodide.runPython("import sysconfig; sysconfig.get_path('purelib')");
     for (const [i, w] of wheels.entries()) {
       pyodide.unpackArchive(await wheelBytes[i], 'wheel', { extractDir: sitePackages });
     }
+    performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     runtime = mod.start(config, postToWorker);
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
     if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
+    performance.mark('pyauth-web:ready');
     return api;
   }
 

@@ -17,8 +17,8 @@ import js
 from pyodide.ffi import JsProxy, to_js
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
-from .. import protocol
-from ..tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore, normalize_realm
+from pyauth_web import protocol
+from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore, normalize_realm
 
 
 def _js(value: Any) -> Any:
@@ -31,7 +31,9 @@ class BrowserRuntime:
         self.storage_key: str = config.get("storageKey") or DEFAULT_STORAGE_KEY
         skew = config.get("skew")
         self.store = TokenStore(
-            skew=float(skew) if isinstance(skew, int | float) and skew >= 0 else DEFAULT_SKEW_SECONDS
+            skew=float(skew)
+            if isinstance(skew, int | float) and skew >= 0
+            else DEFAULT_SKEW_SECONDS
         )
         self.realms = []
         for realm in config.get("realms") or []:
@@ -66,7 +68,7 @@ class BrowserRuntime:
 
     # -- worker -------------------------------------------------------------------------------
     def sync_worker(self) -> None:
-        self._post(_js(protocol.sync_tokens(self.store)))
+        self._post(_js(protocol.sync_tokens(self.store, self.realms)))
 
     def handle_sw_message(self, data: Any, port: Any = None) -> None:
         """Answer a service worker's ``request-realm-token``; ignore anything else."""

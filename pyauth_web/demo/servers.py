@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,17 @@ from aiohttp import web
 
 DEMO_SECRET = "pyauth-web-demo-secret-not-for-production"
 STATIC_DIR = Path(__file__).with_name("static")
-_MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
-         ".whl": "application/zip", ".zip": "application/zip", ".json": "application/json",
-         ".html": "text/html", ".svg": "image/svg+xml", ".css": "text/css"}
+_MIME = {
+    ".wasm": "application/wasm",
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".whl": "application/zip",
+    ".zip": "application/zip",
+    ".json": "application/json",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+    ".css": "text/css",
+}
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -65,8 +74,10 @@ def verify(secret: str, header: str | None) -> tuple[bool, str]:
 
 # -- static files -----------------------------------------------------------------------------
 def _file_response(path: Path, extra_headers: dict[str, str] | None = None) -> web.StreamResponse:
-    headers = {"Content-Type": _MIME.get(path.suffix, "application/octet-stream"),
-               "Cache-Control": "no-cache"}
+    headers = {
+        "Content-Type": _MIME.get(path.suffix, "application/octet-stream"),
+        "Cache-Control": "no-cache",
+    }
     headers.update(extra_headers or {})
     return web.FileResponse(path, headers=headers)
 
@@ -78,12 +89,26 @@ def _safe_join(root: Path, rel: str) -> Path | None:
     return target if target.is_file() else None
 
 
-def _static_route(root: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _static_route(
+    root: Path, page_vars: dict[str, str] | None = None
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Files under ``root``; ``.html`` files get ``{{NAME}}`` (from ``page_vars``) and
+    ``{{q.NAME}}`` (from the query string, HTML-escaped) filled in."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        target = _safe_join(root, request.match_info["path"] or "index.html")
+        target = _safe_join(root, request.match_info.get("path") or "index.html")
         if target is None:
             raise web.HTTPNotFound(text=f"not found: {request.path}")
-        return _file_response(target)
+        if target.suffix != ".html":
+            return _file_response(target)
+        html = target.read_text()
+        for key, value in (page_vars or {}).items():
+            html = html.replace("{{" + key + "}}", value)
+        for key, value in request.query.items():
+            html = html.replace("{{q." + key + "}}", escape(value))
+        return web.Response(
+            text=html, content_type="text/html", headers={"Cache-Control": "no-cache"}
+        )
 
     return handler
 
@@ -99,12 +124,6 @@ def host_app(
     app = web.Application()
     page_vars = page_vars or {}
 
-    async def index(request: web.Request) -> web.Response:
-        html = (STATIC_DIR / "index.html").read_text()
-        for key, value in page_vars.items():
-            html = html.replace("{{" + key + "}}", value)
-        return web.Response(text=html, content_type="text/html")
-
     async def service_worker(request: web.Request) -> web.StreamResponse:
         return _file_response(bundle_dir / "sw.js", {"Service-Worker-Allowed": "/"})
 
@@ -117,14 +136,15 @@ def host_app(
             return web.json_response({"error": "realm required"}, status=400)
         return web.json_response({"token": issuer.mint(realm, float(ttl) if ttl else None)})
 
-    app.router.add_get("/", index)
+    pages = _static_route(STATIC_DIR, page_vars)
+    app.router.add_get("/", pages)
     app.router.add_get("/favicon.ico", lambda r: _no_content())
     app.router.add_get("/sw.js", service_worker)
     app.router.add_post("/token", token)
     app.router.add_get("/pyauth/{path:.*}", _static_route(bundle_dir))
-    app.router.add_get("/demo/{path:.*}", _static_route(STATIC_DIR))
+    app.router.add_get("/demo/{path:.*}", pages)
     for prefix, directory in (extra_dirs or {}).items():
-        app.router.add_get(f"/{prefix}/{{path:.*}}", _static_route(directory))
+        app.router.add_get(f"/{prefix}/{{path:.*}}", _static_route(directory, page_vars))
     return app
 
 
@@ -155,8 +175,14 @@ def realm_app(secret: str = DEMO_SECRET, log: RealmLog | None = None) -> web.App
     async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
         auth = request.headers.get("Authorization")
         ok, reason = verify(secret, auth)
-        entry = {"method": request.method, "path": request.path, "auth": auth, "valid": ok,
-                 "reason": reason, "t": time.time()}
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "auth": auth,
+            "valid": ok,
+            "reason": reason,
+            "t": time.time(),
+        }
         if request.method != "OPTIONS":
             log.entries.append(entry)
         if request.method == "OPTIONS":
@@ -179,8 +205,11 @@ def realm_app(secret: str = DEMO_SECRET, log: RealmLog | None = None) -> web.App
         async def handler(request: web.Request) -> web.StreamResponse:
             ok, reason = verify(secret, request.headers.get("Authorization"))
             if not ok:
-                return web.json_response({"error": "unauthorized", "reason": reason}, status=401,
-                                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                return web.json_response(
+                    {"error": "unauthorized", "reason": reason},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
             return make(request)
 
         return handler
@@ -189,10 +218,13 @@ def realm_app(secret: str = DEMO_SECRET, log: RealmLog | None = None) -> web.App
     app["log"] = log
     app.router.add_get(
         "/img/{name}",
-        guarded(lambda r: web.Response(text=_svg(r.match_info["name"]), content_type="image/svg+xml")),
+        guarded(
+            lambda r: web.Response(text=_svg(r.match_info["name"]), content_type="image/svg+xml")
+        ),
     )
     app.router.add_route(
-        "*", "/api/{name}",
+        "*",
+        "/api/{name}",
         guarded(lambda r: web.json_response({"ok": True, "name": r.match_info["name"]})),
     )
     app.router.add_get("/open/{name}", _open)

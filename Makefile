@@ -1,0 +1,52 @@
+# One-command set-up: `make demo` runs the demo, `make test` runs every test (what CI runs).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup demo test lint unit e2e bench bundle clean
+
+setup: $(VENV)/.installed .cache/.chromium .cache/pyauth-web/.vendored
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q hatchling
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# Debian's Chromium (Playwright cannot download its own browser on this network).
+.cache/.chromium:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	mkdir -p .cache && touch $@
+
+# Pinned Pyodide (npm package) and wheels (PyPI), kept in .cache/ (git-ignored).
+.cache/pyauth-web/.vendored: $(VENV)/.installed
+	$(BIN)/pyauth-web vendor
+	touch $@
+
+demo: setup
+	$(BIN)/pyauth-web demo
+
+lint: setup
+	$(BIN)/ruff check pyauth_web tests benchmarks
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+e2e: setup
+	$(BIN)/pytest -q tests/e2e
+
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
+bundle: setup
+	$(BIN)/pyauth-web bundle out/
+
+clean:
+	rm -rf $(VENV) .cache build dist out

@@ -1,0 +1,149 @@
+"""End-to-end fixtures: the real bundle, real loopback servers, Debian's Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from pyauth_web import assets
+from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = Path(__file__).with_name("pages")
+STORAGE_KEY = "pyauth-web:session"
+
+
+def _load_config() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "playwright_config", ROOT / "playwright.config.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CONFIG = _load_config()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.timeout(CONFIG.TEST_TIMEOUT_S))
+
+
+@dataclass
+class Servers:
+    host: str  # the page's origin (bundle, sw.js, test pages, token issuer)
+    realm: str  # a realm origin, e.g. "http://127.0.0.1:PORT/" (ends with "/")
+    other: str  # an origin that is never a realm
+    realm_log: RealmLog
+    other_log: RealmLog
+    issuer: Issuer
+
+    def token(self, ttl: float = 300.0, realm: str | None = None) -> str:
+        return self.issuer.mint(realm or self.realm, ttl)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = assets.default_cache()
+    assets.vendor(cache)
+    out = tmp_path_factory.mktemp("bundle")
+    return assets.bundle(out, cache).root
+
+
+@pytest.fixture(scope="session")
+def servers(bundle_dir: Path) -> Iterator[Servers]:
+    thread = ServerThread()
+    realm_log, other_log = RealmLog(), RealmLog()
+    issuer = Issuer()
+    realm = thread.serve(realm_app(log=realm_log)) + "/"
+    other = thread.serve(realm_app(log=other_log)) + "/"
+    host = thread.serve(
+        host_app(
+            bundle_dir,
+            issuer=issuer,
+            page_vars={"REALM": realm, "OTHER": other},
+            extra_dirs={"t": PAGES},
+        )
+    )
+    yield Servers(host, realm, other, realm_log, other_log, issuer)
+    thread.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CONFIG.BROWSER_PATH, args=CONFIG.LAUNCH_ARGS, headless=CONFIG.HEADLESS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context()
+    ctx.set_default_timeout(CONFIG.DEFAULT_TIMEOUT_MS)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Uncaught errors the page raised during the test."""
+    return []
+
+
+@pytest.fixture
+def page(context: BrowserContext, page_errors: list[str]) -> Page:
+    page = context.new_page()
+    page.on("pageerror", lambda err: page_errors.append(f"pageerror: {err}"))
+    return page
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+# -- helpers used by the tests ------------------------------------------------------------------
+def wait_ready(page: Page) -> None:
+    page.wait_for_function("() => !!window.pyauthWeb", timeout=CONFIG.BOOT_TIMEOUT_MS)
+    page.evaluate("() => pyauthWeb.ready.then(() => true)")
+
+
+def wait_controlled(page: Page) -> None:
+    page.wait_for_function(
+        "() => !!navigator.serviceWorker.controller", timeout=CONFIG.BOOT_TIMEOUT_MS
+    )
+
+
+def stop_service_worker(context: BrowserContext, page: Page, *, forget: bool = False) -> None:
+    """Kill the worker as Chromium does when it is idle: its in-memory state is lost.
+
+    With ``forget``, its saved state (Cache Storage) goes too: the next start is a cold start.
+    """
+    if forget:
+        page.evaluate("() => caches.delete('pyauth-web-state-v1')")
+    cdp = context.new_cdp_session(page)
+    cdp.send("ServiceWorker.enable")
+    cdp.send("ServiceWorker.stopAllWorkers")
+    cdp.detach()
+
+
+COUNT_TOKEN_REQUESTS = """() => {
+  window.__tokenRequests = [];
+  navigator.serviceWorker.addEventListener('message', (e) => {
+    if (e.data && e.data.type === 'request-realm-token') window.__tokenRequests.push(e.data.requestURL);
+  });
+}"""

@@ -1,0 +1,254 @@
+"""Issue 2: the Python runtime answers the service worker's token requests, in real Chromium."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import (
+    COUNT_TOKEN_REQUESTS,
+    STORAGE_KEY,
+    Servers,
+    stop_service_worker,
+    wait_controlled,
+    wait_ready,
+)
+from playwright.sync_api import BrowserContext, Page
+
+FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
+TIMED_FETCH = """async (url) => {
+  const t0 = performance.now();
+  const status = (await fetch(url, {cache: 'no-store'})).status;
+  return {status, ms: performance.now() - t0};
+}"""
+
+
+def open_app(page: Page, servers: Servers) -> None:
+    page.goto(servers.host + "/t/app.html")
+    wait_ready(page)
+    wait_controlled(page)
+
+
+def bearer(servers: Servers, path: str, log: str = "realm") -> list[str | None]:
+    entries = (servers.realm_log if log == "realm" else servers.other_log).for_path(path)
+    return [e["auth"] for e in entries]
+
+
+def test_token_only_in_local_storage_loads_images_on_first_paint(
+    page: Page, servers: Servers, run_id: str, page_errors: list[str]
+) -> None:
+    open_app(page, servers)  # installs the worker; no token anywhere yet
+    token = servers.token()
+    # The host wrote the session itself: the worker was never told about this token.
+    page.evaluate(
+        "([k, v]) => localStorage.setItem(k, v)", [STORAGE_KEY, json.dumps({servers.realm: token})]
+    )
+    page.goto(f"{servers.host}/t/first-paint.html?run={run_id}")
+    page.wait_for_function("() => [...document.images].every((i) => i.complete)", timeout=15_000)
+    loaded = page.evaluate("() => [...document.images].filter((i) => i.naturalWidth > 0).length")
+    assert loaded == 10
+    for i in range(10):
+        assert bearer(servers, f"/img/fp-{i}-{run_id}") == [f"Bearer {token}"]
+    assert page_errors == []
+
+
+def test_worker_restart_keeps_tokens_without_asking(
+    context: BrowserContext, page: Page, servers: Servers, run_id: str
+) -> None:
+    open_app(page, servers)
+    token = servers.token()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    stop_service_worker(context, page)  # memory gone; the saved state survives
+    page.evaluate(COUNT_TOKEN_REQUESTS)
+    url = f"{servers.realm}img/restart-{run_id}"
+    assert page.evaluate(FETCH_STATUS, url) == 200
+    assert page.evaluate("() => window.__tokenRequests") == []
+    assert bearer(servers, f"/img/restart-{run_id}") == [f"Bearer {token}"]
+
+
+def test_cold_start_asks_the_page(
+    context: BrowserContext, page: Page, servers: Servers, run_id: str
+) -> None:
+    open_app(page, servers)
+    token = servers.token()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    stop_service_worker(context, page, forget=True)  # knows no realm at all now
+    page.evaluate(COUNT_TOKEN_REQUESTS)
+    url = f"{servers.realm}img/cold-{run_id}"
+    assert page.evaluate(FETCH_STATUS, url) == 200
+    assert page.evaluate("() => window.__tokenRequests") == [url]
+    assert bearer(servers, f"/img/cold-{run_id}") == [f"Bearer {token}"]
+
+
+def test_twenty_concurrent_misses_share_one_round_trip(
+    context: BrowserContext, page: Page, servers: Servers, run_id: str
+) -> None:
+    open_app(page, servers)
+    token = servers.token()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    stop_service_worker(context, page, forget=True)
+    page.evaluate(COUNT_TOKEN_REQUESTS)
+    url = f"{servers.realm}img/burst-{run_id}"
+    statuses = page.evaluate(
+        "async (url) => Promise.all(Array.from({length: 20}, () => "
+        "fetch(url, {cache: 'no-store'}).then((r) => r.status)))",
+        url,
+    )
+    assert statuses == [200] * 20
+    assert page.evaluate("() => window.__tokenRequests") == [url]
+    assert bearer(servers, f"/img/burst-{run_id}") == [f"Bearer {token}"] * 20
+
+
+def test_unanswered_request_falls_through_after_200ms(
+    page: Page, servers: Servers, run_id: str
+) -> None:
+    page.goto(servers.host + "/t/bare.html")  # worker, but no runtime: nobody answers
+    wait_controlled(page)
+    result = page.evaluate(TIMED_FETCH, f"{servers.realm}img/silent-{run_id}")
+    assert result["status"] == 401  # the original, unauthenticated request went out
+    assert 150 <= result["ms"] < 1500, result
+    assert bearer(servers, f"/img/silent-{run_id}") == [None]
+
+
+def test_pending_extends_the_wait_but_never_hangs(
+    page: Page, servers: Servers, run_id: str
+) -> None:
+    page.goto(servers.host + "/t/bare.html")
+    wait_controlled(page)
+    page.evaluate("() => { window.respond = (e) => e.ports[0].postMessage({type: 'pending'}); }")
+    result = page.evaluate(TIMED_FETCH, f"{servers.realm}img/pending-{run_id}")
+    assert result["status"] == 401
+    assert 2700 <= result["ms"] < 5000, result
+
+
+def test_non_realm_origin_never_gets_a_token(
+    context: BrowserContext, page: Page, servers: Servers, run_id: str
+) -> None:
+    open_app(page, servers)
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token()])
+    other = f"{servers.other}img/foreign-{run_id}"
+    assert page.evaluate(FETCH_STATUS, other) == 401
+    # Cold start: the worker knows no realm and asks the page; the page answers nothing.
+    stop_service_worker(context, page, forget=True)
+    cold = f"{servers.other}img/foreign-cold-{run_id}"
+    assert page.evaluate(FETCH_STATUS, cold) == 401
+    assert bearer(servers, f"/img/foreign-{run_id}", "other") == [None]
+    assert bearer(servers, f"/img/foreign-cold-{run_id}", "other") == [None]
+
+
+def test_worker_refuses_a_token_for_another_realm(
+    page: Page, servers: Servers, run_id: str
+) -> None:
+    """A (buggy or hostile) page reply naming a realm the URL is not under is not used."""
+    page.goto(servers.host + "/t/bare.html")
+    wait_controlled(page)
+    page.evaluate(
+        "([realm, token]) => { window.respond = (e) => "
+        "e.ports[0].postMessage({realmURL: realm, token, exp: null}); }",
+        [servers.realm, servers.token()],
+    )
+    assert page.evaluate(FETCH_STATUS, f"{servers.other}img/wrong-{run_id}") == 401
+    assert bearer(servers, f"/img/wrong-{run_id}", "other") == [None]
+
+
+def test_clear_tokens_racing_a_late_reply_does_not_resurrect(
+    page: Page, servers: Servers, run_id: str
+) -> None:
+    page.goto(servers.host + "/t/bare.html")
+    wait_controlled(page)
+    token = servers.token()
+    # The responder says "pending", and answers with the token only after 300 ms; meanwhile
+    # the page logs out. Once logged out it answers {}.
+    page.evaluate(
+        """([realm, token]) => {
+          window.loggedOut = false;
+          window.respond = (e) => {
+            const port = e.ports[0];
+            if (window.loggedOut) { port.postMessage({}); return; }
+            port.postMessage({type: 'pending'});
+            setTimeout(() => port.postMessage({realmURL: realm, token, exp: null}), 300);
+          };
+        }""",
+        [servers.realm, token],
+    )
+    first, second = f"{servers.realm}img/race-1-{run_id}", f"{servers.realm}img/race-2-{run_id}"
+    statuses = page.evaluate(
+        """async ([first, second]) => {
+          const reg = await navigator.serviceWorker.ready;
+          const late = fetch(first, {cache: 'no-store'});
+          await new Promise((r) => setTimeout(r, 100));
+          window.loggedOut = true;
+          reg.active.postMessage({type: 'clear-tokens'});
+          const s1 = (await late).status;
+          const s2 = (await fetch(second, {cache: 'no-store'})).status;
+          return [s1, s2];
+        }""",
+        [first, second],
+    )
+    assert statuses == [401, 401]
+    assert bearer(servers, f"/img/race-1-{run_id}") == [None]
+    assert bearer(servers, f"/img/race-2-{run_id}") == [None]
+
+
+def test_logout_clears_storage_and_worker(
+    context: BrowserContext, page: Page, servers: Servers, run_id: str
+) -> None:
+    open_app(page, servers)
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token()])
+    assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/in-{run_id}") == 200
+    page.evaluate("() => pyauthWeb.clearTokens()")
+    assert page.evaluate("(k) => localStorage.getItem(k)", STORAGE_KEY) is None
+    assert page.evaluate("(u) => pyauthWeb.getToken(u)", servers.realm) is None
+    assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/out-{run_id}") == 401
+    stop_service_worker(context, page)  # logout sticks across a worker restart too
+    assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/out2-{run_id}") == 401
+    assert bearer(servers, f"/img/out-{run_id}") == [None]
+    assert bearer(servers, f"/img/out2-{run_id}") == [None]
+
+
+def test_get_token_longest_prefix_and_skew(page: Page, servers: Servers) -> None:
+    open_app(page, servers)
+    outer, inner = servers.realm, servers.realm + "api/"
+    t_outer, t_inner = servers.token(realm=outer), servers.token(realm=inner)
+    near_expiry = servers.token(ttl=30, realm=servers.realm + "img/")  # inside the 60 s skew
+    page.evaluate(
+        "async (pairs) => { for (const [r, t] of pairs) await pyauthWeb.setToken(r, t); }",
+        [[outer, t_outer], [inner, t_inner], [servers.realm + "img/", near_expiry]],
+    )
+    get = "(u) => pyauthWeb.getToken(u)"
+    assert page.evaluate(get, servers.realm + "api/x") == t_inner
+    assert page.evaluate(get, servers.realm + "other") == t_outer
+    assert page.evaluate(get, servers.realm + "img/a") is None  # within skew: treated as missing
+    assert page.evaluate(get, servers.other + "x") is None
+    stored = json.loads(page.evaluate("(k) => localStorage.getItem(k)", STORAGE_KEY))
+    assert set(stored) == {outer, inner, servers.realm + "img/"}
+
+
+def test_bad_input_is_refused_cleanly(page: Page, servers: Servers, page_errors: list[str]) -> None:
+    open_app(page, servers)
+    err = page.evaluate(
+        "() => pyauthWeb.setToken('ftp://nope/', 'x').then(() => null, (e) => e.message)"
+    )
+    assert err and "realm" in err.lower() and "Traceback" not in err
+    err = page.evaluate(
+        "(r) => pyauthWeb.setToken(r, 'not-a-jwt').then(() => null, (e) => e.message)",
+        servers.realm,
+    )
+    assert err and "JWT" in err
+    # Malformed messages to the runtime are ignored; a well-formed one still gets an answer.
+    reply = page.evaluate(
+        """async (url) => {
+          const sw = navigator.serviceWorker;
+          for (const data of [42, null, {type: 'request-realm-token'}, {type: 'request-realm-token', requestURL: 7}]) {
+            const ch = new MessageChannel();
+            sw.dispatchEvent(new MessageEvent('message', {data, ports: [ch.port2]}));
+          }
+          const ch = new MessageChannel();
+          const answer = new Promise((resolve) => { ch.port1.onmessage = (e) => resolve(e.data); });
+          sw.dispatchEvent(new MessageEvent('message', {data: {type: 'request-realm-token', requestURL: url}, ports: [ch.port2]}));
+          return answer;
+        }""",
+        servers.other + "x",
+    )
+    assert reply == {}
+    assert page.evaluate("() => pyauthWeb.state()")["counters"]["ignored_messages"] >= 4
+    assert page_errors == []

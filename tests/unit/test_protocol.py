@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jwt
+
+from pyauth_web import protocol
+from pyauth_web.tokens import TokenStore
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = 1_800_000_000.0
+
+
+def js_message_names(path: Path) -> dict[str, str]:
+    """The ``const MSG = Object.freeze({...})`` table of a JS file."""
+    source = path.read_text()
+    block = re.search(r"const MSG = Object\.freeze\(\{(.*?)\}\);", source, re.S)
+    assert block, f"no MSG table in {path}"
+    return dict(re.findall(r"(\w+):\s*'([^']+)'", block.group(1)))
+
+
+def test_service_worker_and_python_agree_on_message_names() -> None:
+    assert js_message_names(ROOT / "sw" / "sw.js") == protocol.MESSAGE_NAMES
+
+
+def test_loader_names_are_a_subset_of_the_protocol() -> None:
+    loader = js_message_names(ROOT / "web" / "pyauth-web.js")
+    assert loader and loader.items() <= protocol.MESSAGE_NAMES.items()
+
+
+def test_budgets_agree() -> None:
+    source = (ROOT / "sw" / "sw.js").read_text()
+    assert f"ANSWER_BUDGET_MS = {protocol.ANSWER_BUDGET_MS};" in source
+    assert f"PENDING_BUDGET_MS = {protocol.PENDING_BUDGET_MS};" in source
+
+
+def test_answer_token_request() -> None:
+    store = TokenStore(clock=lambda: NOW)
+    token = jwt.encode({"exp": int(NOW + 3600)}, "k" * 32, algorithm="HS256")
+    store.set("https://a.example/", token)
+    req = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://a.example/img/1"}
+    assert protocol.answer_token_request(store, req) == {
+        "realmURL": "https://a.example/",
+        "token": token,
+        "exp": NOW + 3600,
+    }
+    miss = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://b.example/"}
+    assert protocol.answer_token_request(store, miss) == {}
+
+
+def test_malformed_requests_are_ignored() -> None:
+    store = TokenStore()
+    for bad in (
+        None,
+        42,
+        "x",
+        [],
+        {},
+        {"type": "other"},
+        {"type": protocol.REQUEST_REALM_TOKEN},
+        {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": 7},
+        {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "x" * 10_000},
+    ):
+        assert protocol.answer_token_request(store, bad) is None
+    odd = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "not a url"}
+    assert protocol.answer_token_request(store, odd) == {}
+
+
+def test_sync_message_lists_configured_realms() -> None:
+    store = TokenStore(clock=lambda: NOW)
+    store.set("https://a.example/", jwt.encode({}, "k" * 32, algorithm="HS256"))
+    msg = protocol.sync_tokens(store, ["https://b.example/"])
+    assert msg["type"] == protocol.SYNC_TOKENS
+    assert msg["realms"] == ["https://a.example/", "https://b.example/"]
+    assert msg["expires"] == {"https://a.example/": None}

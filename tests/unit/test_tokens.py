@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+
+import jwt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyauth_web.tokens import (
+    InvalidRealm,
+    InvalidToken,
+    TokenStore,
+    normalize_realm,
+    normalize_url,
+    token_expiry,
+)
+
+NOW = 1_800_000_000.0
+
+
+def make(exp: float | None = None, **claims: object) -> str:
+    if exp is not None:
+        claims["exp"] = int(exp)
+    return jwt.encode({"sub": "u", **claims}, "k" * 32, algorithm="HS256")
+
+
+def store(now: float = NOW, skew: float = 60) -> TokenStore:
+    return TokenStore(clock=lambda: now, skew=skew)
+
+
+def test_skew_boundary_with_default_60s() -> None:
+    exp = NOW + 60
+    s = TokenStore(clock=lambda: exp - 61)
+    s.set("https://a.example/", make(exp))
+    assert s.lookup("https://a.example/x") is not None
+    s.clock = lambda: exp - 59
+    assert s.lookup("https://a.example/x") is None
+    s.clock = lambda: exp - 60  # exactly at the margin: expired
+    assert s.lookup("https://a.example/x") is None
+
+
+def test_token_without_exp_is_valid_until_a_server_says_otherwise() -> None:
+    s = store()
+    s.set("https://a.example/", make())
+    assert s.lookup("https://a.example/") is not None
+    assert token_expiry(make()) is None
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "a.b.c", "x" * 10])
+def test_non_jwt_is_rejected(bad: str) -> None:
+    with pytest.raises(InvalidToken):
+        token_expiry(bad)
+
+
+def test_non_numeric_exp_is_rejected() -> None:
+    tok = jwt.encode({"exp": "soon"}, "k" * 32, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        token_expiry(tok)
+
+
+def test_longest_prefix_wins_and_origins_do_not_leak() -> None:
+    s = store()
+    s.set("https://a.example/", outer := make(NOW + 3600))
+    s.set("https://a.example/api/", inner := make(NOW + 3600))
+    assert s.lookup("https://a.example/api/v1")
+    assert s.lookup("https://a.example/api/v1").token == inner  # type: ignore[union-attr]
+    assert s.lookup("https://a.example/apix").token == outer  # type: ignore[union-attr]
+    for foreign in (
+        "https://a.example.evil/",
+        "https://a.example:8443/",
+        "http://a.example/",
+        "https://a.example@evil.example/",
+        "https://evil.example/https://a.example/",
+    ):
+        assert s.lookup(foreign) is None, foreign
+
+
+def test_url_normalization() -> None:
+    assert normalize_url("HTTPS://A.Example:443/x") == "https://a.example/x"
+    assert normalize_url("http://a.example:80") == "http://a.example/"
+    assert normalize_realm("https://A.example/api/") == "https://a.example/api/"
+    for bad in (
+        "https://a.example/api",
+        "ftp://a/",
+        "/relative/",
+        "https://a/?q=1",
+        "https://u:p@a/",
+    ):
+        with pytest.raises(InvalidRealm):
+            normalize_realm(bad)
+
+
+def test_storage_round_trip_and_hardening() -> None:
+    s = store()
+    good = make(NOW + 3600)
+    s.set("https://a.example/", good)
+    raw = s.dumps()
+    t = store()
+    assert t.loads(raw) == []
+    assert t.entries() == s.entries()
+
+    mixed = json.dumps(
+        {
+            "https://a.example/": good,
+            "not a url": good,
+            "https://b.example/": "junk",
+            "https://c.example/": 42,
+        }
+    )
+    problems = t.loads(mixed)
+    assert set(t.entries()) == {"https://a.example/"}
+    assert len(problems) == 3
+    for corrupt in ("{", "[1,2]", '"str"', "null"):
+        assert t.loads(corrupt)  # reported
+        assert t.entries() == {}
+    assert t.loads(None) == [] and t.loads("") == []
+
+
+@given(st.text())
+def test_loads_never_raises(raw: str) -> None:
+    store().loads(raw)
+
+
+def test_remove_and_clear() -> None:
+    s = store()
+    s.set("https://a.example/", make())
+    assert s.remove("https://a.example/") is True
+    assert s.remove("https://a.example/") is False
+    s.set("https://a.example/", make())
+    s.clear()
+    assert s.entries() == {}
