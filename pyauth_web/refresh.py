@@ -209,9 +209,11 @@ class RefreshCoordinator:
       outcome, but it neither calls the hooks nor marks the realm failed (the host's token
       is newer than anything it could bring).
 
-    ``on_success(realm, token)`` runs before the callers resume, so it is the place to store
-    the token (it also runs for a token adopted from a sibling tab). If it raises, the flight
-    fails (non-retryable) like a refresher error would. ``refresher`` should raise
+    ``on_success(realm, token)`` runs inside the lock, before the callers resume, so it is the
+    place to store the token where sibling tabs will find it (it also runs for a token adopted
+    from a sibling tab). If it raises ``RefreshError(reason="logged out")`` the result is
+    discarded as after :meth:`clear` (the session vanished from shared storage); any other
+    exception fails the flight (non-retryable) like a refresher error would. ``refresher`` should raise
     :class:`RefreshError` (see :func:`network_error`, :func:`http_error`); any other exception
     ends the episode as a non-retryable failure. A hook (``on_failure``) that raises surfaces
     in the event loop's exception handler; the callers are already settled by then.
@@ -313,7 +315,7 @@ class RefreshCoordinator:
     async def _run(self, realm: str, flight: _Flight) -> None:
         outcome: str | RefreshError
         try:
-            outcome = await self._attempts(realm, flight.stale_token)
+            outcome = await self._attempts(realm, flight)
         except RefreshError as err:
             err.realm = err.realm or realm
             outcome = err
@@ -328,42 +330,62 @@ class RefreshCoordinator:
             outcome.__cause__ = exc
         self._forget(realm, flight)
 
-        if flight.generation != self._generation:  # logged out meanwhile: discard
+        logged_out = isinstance(outcome, RefreshError) and outcome.reason == LOGGED_OUT
+        if flight.generation != self._generation or logged_out:  # logged out meanwhile: discard
             self._settle(flight, RefreshError(realm, LOGGED_OUT, retryable=False))
             return
-        current = flight.epoch == self._epochs.get(realm, 0)
-        if isinstance(outcome, str) and current and self._on_success is not None:
-            try:
-                self._on_success(realm, outcome)
-            except Exception as exc:
-                outcome = RefreshError(
-                    realm,
-                    "token rejected by on_success",
-                    description=f"{type(exc).__name__}: {exc}",
-                )
-                outcome.__cause__ = exc
         self._settle(flight, outcome)
-        if isinstance(outcome, RefreshError) and current:
-            self._failed[realm] = outcome
-            if self._on_failure is not None:
-                self._on_failure(outcome)
+        if isinstance(outcome, RefreshError) and self._current(realm, flight):
+            self.fail(outcome)
 
-    async def _attempts(self, realm: str, stale_token: str | None) -> str:
+    def _current(self, realm: str, flight: _Flight) -> bool:
+        """Not logged out and not superseded by a host-set token since the flight started."""
+        return (
+            flight.generation == self._generation
+            and flight.epoch == self._epochs.get(realm, 0)
+        )
+
+    def fail(self, error: RefreshError) -> None:
+        """Start a failure episode for ``error.realm`` (also used for another tab's failure)."""
+        if error.realm in self._failed:
+            return
+        self._failed[error.realm] = error
+        if self._on_failure is not None:
+            self._on_failure(error)
+
+    async def _attempts(self, realm: str, flight: _Flight) -> str:
+        # Everything, storing the result included (on_success), happens under the cross-tab
+        # lock: a sibling that takes the lock next must find the new token in storage.
         async with self._lock(realm):
-            sibling = await self._sibling_token(realm, stale_token)
-            if sibling is not None:
-                return sibling
-            for attempt in range(self.backoff.attempts):
+            token = await self._obtain(realm, flight.stale_token)
+            if self._on_success is not None and self._current(realm, flight):
                 try:
-                    return await self._refresher(realm)
-                except RefreshError as err:
-                    if err.invalid_grant:
-                        sibling = await self._sibling_token(realm, stale_token)
-                        if sibling is not None:
-                            return sibling
-                    if not err.retryable or attempt == self.backoff.attempts - 1:
-                        raise
-                await self._sleep(self.backoff.delay(attempt, self._rng))
+                    self._on_success(realm, token)
+                except RefreshError:
+                    raise
+                except Exception as exc:
+                    raise RefreshError(
+                        realm,
+                        "token rejected by on_success",
+                        description=f"{type(exc).__name__}: {exc}",
+                    ) from exc
+            return token
+
+    async def _obtain(self, realm: str, stale_token: str | None) -> str:
+        sibling = await self._sibling_token(realm, stale_token)
+        if sibling is not None:
+            return sibling
+        for attempt in range(self.backoff.attempts):
+            try:
+                return await self._refresher(realm)
+            except RefreshError as err:
+                if err.invalid_grant:
+                    sibling = await self._sibling_token(realm, stale_token)
+                    if sibling is not None:
+                        return sibling
+                if not err.retryable or attempt == self.backoff.attempts - 1:
+                    raise
+            await self._sleep(self.backoff.delay(attempt, self._rng))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _sibling_token(self, realm: str, stale_token: str | None) -> str | None:

@@ -600,3 +600,54 @@ def test_default_is_fresh_reads_the_jwt_exp() -> None:
         assert script.calls == [REALM]
 
     run(body())
+
+
+def test_on_success_runs_inside_the_lock_and_logged_out_is_not_a_failure() -> None:
+    events: list[str] = []
+    failures: list[RefreshError] = []
+
+    @contextlib.asynccontextmanager
+    async def lock(realm: str) -> AsyncIterator[None]:
+        events.append("enter")
+        try:
+            yield
+        finally:
+            events.append("exit")
+
+    async def refresher(realm: str) -> str:
+        return "new"
+
+    def on_success(realm: str, token: str) -> None:
+        events.append("store")
+        raise RefreshError(realm, LOGGED_OUT)
+
+    async def main() -> None:
+        coord = RefreshCoordinator(
+            refresher, lock=lock, on_success=on_success, on_failure=failures.append
+        )
+        with pytest.raises(RefreshError) as info:
+            await coord.refresh(REALM)
+        assert info.value.reason == LOGGED_OUT
+        assert coord.failed(REALM) is None
+
+    asyncio.run(main())
+    assert events == ["enter", "store", "exit"]
+    assert failures == []
+
+
+def test_fail_starts_one_episode() -> None:
+    failures: list[RefreshError] = []
+
+    async def refresher(realm: str) -> str:
+        raise AssertionError("must not be called while failed")
+
+    async def main() -> None:
+        coord = RefreshCoordinator(refresher, on_failure=failures.append)
+        err = RefreshError(REALM, "remote", status=503)
+        coord.fail(err)
+        coord.fail(RefreshError(REALM, "again"))
+        with pytest.raises(RefreshError):
+            await coord.refresh(REALM)
+
+    asyncio.run(main())
+    assert [f.reason for f in failures] == ["remote"]
