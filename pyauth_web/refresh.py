@@ -213,10 +213,11 @@ class RefreshCoordinator:
     place to store the token where sibling tabs will find it (it also runs for a token adopted
     from a sibling tab). If it raises ``RefreshError(reason="logged out")`` the result is
     discarded as after :meth:`clear` (the session vanished from shared storage); any other
-    exception fails the flight (non-retryable) like a refresher error would. ``refresher`` should raise
-    :class:`RefreshError` (see :func:`network_error`, :func:`http_error`); any other exception
-    ends the episode as a non-retryable failure. A hook (``on_failure``) that raises surfaces
-    in the event loop's exception handler; the callers are already settled by then.
+    exception fails the flight (non-retryable) like a refresher error would. ``refresher``
+    should raise :class:`RefreshError` (see :func:`network_error`, :func:`http_error`); any
+    other exception ends the episode as a non-retryable failure. A hook (``on_failure``) that
+    raises surfaces in the event loop's exception handler; the callers are already settled by
+    then.
     """
 
     def __init__(
@@ -340,10 +341,7 @@ class RefreshCoordinator:
 
     def _current(self, realm: str, flight: _Flight) -> bool:
         """Not logged out and not superseded by a host-set token since the flight started."""
-        return (
-            flight.generation == self._generation
-            and flight.epoch == self._epochs.get(realm, 0)
-        )
+        return flight.generation == self._generation and flight.epoch == self._epochs.get(realm, 0)
 
     def fail(self, error: RefreshError) -> None:
         """Start a failure episode for ``error.realm`` (also used for another tab's failure)."""
@@ -372,6 +370,9 @@ class RefreshCoordinator:
             return token
 
     async def _obtain(self, realm: str, stale_token: str | None) -> str:
+        failed = self._failed.get(realm)  # another tab's episode, relayed while we waited
+        if failed is not None:
+            raise failed.with_traceback(None)
         sibling = await self._sibling_token(realm, stale_token)
         if sibling is not None:
             return sibling

@@ -24,6 +24,7 @@
     realms: (data.realms || '').split(/\s+/).filter(Boolean),
     storageKey: data.storageKey || 'pyauth-web:session',
     skew: data.skew === undefined ? 60 : Number(data.skew),
+    refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,
   };
 
   // --- service-worker requests, from the first moment ---------------------------------------
@@ -78,7 +79,10 @@
     }
     return err;
   }
-  const call = (fn) => ready.then(() => { try { return fn(runtime); } catch (err) { throw plainError(err); } });
+  async function call(fn) {
+    await ready;
+    try { return await fn(runtime); } catch (err) { throw plainError(err); }
+  }
 
   // --- boot -----------------------------------------------------------------------------------
   async function fetchAsset(path) {
@@ -122,10 +126,11 @@
 
   const api = {
     ready: null,
-    setToken: (realmURL, token) => call((rt) => { rt.set_token(realmURL, token); }),
+    configure: (options) => call((rt) => { rt.configure(options); }),
+    setToken: (realmURL, token, refreshToken) => call((rt) => { rt.set_token(realmURL, token, refreshToken ?? undefined); }),
     removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }),
     clearTokens: () => call((rt) => { rt.clear_tokens(); }),
-    getToken: (url) => call((rt) => rt.get_token(url) ?? null),
+    getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
     state: () => call((rt) => rt.state_json()).then((json) => JSON.parse(json)),
     config: Object.freeze({ ...config }),
   };

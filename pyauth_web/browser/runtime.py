@@ -1,50 +1,153 @@
-"""Binds the sans-I/O core to the browser: localStorage, the service worker, storage events.
+"""Binds the sans-I/O core to the browser: localStorage, the service worker, refresh, tabs.
 
 ``start()`` is called once by the loader (``web/pyauth-web.js``) and returns the
-:class:`BrowserRuntime` whose methods the JS API (``window.pyauthWeb``) wraps.
+:class:`BrowserRuntime` whose methods the JS API (``window.pyauthWeb``) wraps; Python code in
+the page gets the same object from :func:`current`.
 
 Proxy lifetimes: the loader holds the one PyProxy of the runtime for the page's life (it calls
 ``close()`` to end it); event listeners go through ``pyodide.ffi.wrappers`` and are removed in
-``close()``; everything else crosses as converted values (``to_js``), never as proxies.
+``close()``; the BroadcastChannel is closed there too; everything else crosses as converted
+values (``to_js``), never as long-lived proxies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from typing import Any
 
 import js
-from pyodide.ffi import JsProxy, to_js
+from pyodide.ffi import JsProxy, create_proxy, to_js
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
 from pyauth_web import protocol
-from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore, normalize_realm
+from pyauth_web.browser.locks import web_lock
+from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
+from pyauth_web.refresh import (
+    DEFAULT_REFRESH_JITTER,
+    LOGGED_OUT,
+    BackoffPolicy,
+    RefreshCoordinator,
+    RefreshError,
+    refresh_at,
+)
+from pyauth_web.tokens import (
+    DEFAULT_SKEW_SECONDS,
+    DEFAULT_STORAGE_KEY,
+    InvalidToken,
+    TokenEntry,
+    TokenStore,
+    normalize_realm,
+    token_expiry,
+)
+
+AUTH_ERROR_EVENT = "console:auth-error"
+_current: BrowserRuntime | None = None
 
 
 def _js(value: Any) -> Any:
-    """A plain JS value (objects, not Maps) for postMessage / structured clone."""
+    """A plain JS value (objects, not Maps) for postMessage / structured clone / events."""
     return to_js(value, dict_converter=js.Object.fromEntries)
+
+
+def _number(value: Any, default: float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok else default
 
 
 class BrowserRuntime:
     def __init__(self, config: dict[str, Any], post_to_worker: JsProxy) -> None:
         self.storage_key: str = config.get("storageKey") or DEFAULT_STORAGE_KEY
-        skew = config.get("skew")
-        self.store = TokenStore(
-            skew=float(skew)
-            if isinstance(skew, int | float) and skew >= 0
-            else DEFAULT_SKEW_SECONDS
-        )
-        self.realms = []
+        self.store = TokenStore(skew=_number(config.get("skew"), DEFAULT_SKEW_SECONDS))
+        self.jitter = DEFAULT_REFRESH_JITTER
+        self.realms: list[str] = []
         for realm in config.get("realms") or []:
             try:
                 self.realms.append(normalize_realm(realm))
             except ValueError as exc:
                 self._warn(f"ignoring configured realm: {exc}")
         self._post = post_to_worker
-        self.counters = {"token_requests": 0, "answered_with_token": 0, "ignored_messages": 0}
-        self._reload(report=True)
+        self.counters = {
+            "token_requests": 0,
+            "answered_with_token": 0,
+            "ignored_messages": 0,
+            "refreshes": 0,
+        }
+        self._rng = random.Random()
+        self._refresh_due: dict[str, float] = {}  # realm -> when to refresh proactively
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.oauth: OAuthRefresher | None = None
+        self.has_refresher = False
+        self.coordinator = self._make_coordinator(None, BackoffPolicy())
+        if config.get("refreshURL"):
+            self.configure({"refreshURL": config["refreshURL"]})
+        self._channel = js.BroadcastChannel.new(f"pyauth-web:{self.storage_key}")
+        self._channel_listener = create_proxy(self._on_channel)
+        self._channel.addEventListener("message", self._channel_listener)
         add_event_listener(js.window, "storage", self._on_storage)
+        for target, name in (
+            (js.document, "visibilitychange"),
+            (js.window, "focus"),
+            (js.window, "pageshow"),
+            (js.window, "online"),
+        ):
+            add_event_listener(target, name, self._on_wake)
+        self._reload(report=True)
+        self._schedule()
+        self.sync_worker()
+
+    # -- configuration ------------------------------------------------------------------------
+    def _make_coordinator(self, refresher: Any, backoff: BackoffPolicy) -> RefreshCoordinator:
+        async def no_refresher(realm: str) -> str:
+            raise RefreshError(realm, "no refresher configured")
+
+        return RefreshCoordinator(
+            refresher or no_refresher,
+            clock=self.store.clock,
+            rng=self._rng,
+            backoff=backoff,
+            lock=lambda realm: web_lock(f"pyauth-web:{self.storage_key}:{realm}"),
+            reread=self._reread,
+            is_fresh=self._is_fresh,
+            on_success=self._refreshed,
+            on_failure=self._failed,
+        )
+
+    def configure(self, options: Any) -> None:
+        """Set the refresher and policy. ``options`` (a JS object or dict) may hold:
+        ``refresh`` (async host callback ``(realmURL) => token``), ``refreshURL``,
+        ``oauth: {tokenEndpoint, clientId, scope?}``, ``skew``, ``jitter``,
+        ``retry: {attempts, base, cap}`` (seconds)."""
+        opts = options.to_py(depth=1) if isinstance(options, JsProxy) else dict(options)
+        refresher: Any = None
+        if opts.get("refresh") is not None:
+            refresher = callback_refresher(opts["refresh"])
+        elif opts.get("refreshURL"):
+            refresher = url_refresher(str(opts["refreshURL"]))
+        elif opts.get("oauth") is not None:
+            o = opts["oauth"]
+            o = o.to_py() if isinstance(o, JsProxy) else dict(o)
+            self.oauth = OAuthRefresher(
+                str(o["tokenEndpoint"]),
+                str(o["clientId"]),
+                f"{self.storage_key}:refresh",
+                o.get("scope"),
+            )
+            refresher = self.oauth
+        if "skew" in opts:
+            self.store.skew = _number(opts["skew"], self.store.skew)
+        if "jitter" in opts:
+            self.jitter = _number(opts["jitter"], self.jitter)
+        retry = opts.get("retry")
+        retry = retry.to_py() if isinstance(retry, JsProxy) else dict(retry or {})
+        backoff = BackoffPolicy(**{k: retry[k] for k in ("attempts", "base", "cap") if k in retry})
+        self.coordinator.cancel_all("reconfigured")
+        self.coordinator = self._make_coordinator(refresher, backoff)
+        self.has_refresher = refresher is not None
+        self._plan_all()
+        self._schedule()
         self.sync_worker()
 
     # -- storage ------------------------------------------------------------------------------
@@ -53,6 +156,7 @@ class BrowserRuntime:
         problems = self.store.loads(raw if isinstance(raw, str) else None)
         if problems and report:
             self._warn("; ".join(problems))
+        self._plan_all()
 
     def _persist(self) -> None:
         if self.store.entries():
@@ -62,9 +166,18 @@ class BrowserRuntime:
 
     def _on_storage(self, event: Any) -> None:
         # Another tab changed the session (or cleared all storage: key is null).
-        if not isinstance(event.key, str) or event.key == self.storage_key:
-            self._reload()
-            self._emit("storage-sync", realms=list(self.store.entries()))
+        if isinstance(event.key, str) and event.key != self.storage_key:
+            return
+        before = self.store.entries()
+        self._reload()
+        after = self.store.entries()
+        if any(realm not in after for realm in before):  # logout or removal in another tab
+            self.coordinator.cancel_all(LOGGED_OUT)
+        for realm, entry in after.items():
+            if before.get(realm) != entry:
+                self.coordinator.reset(realm)
+        self._schedule()
+        self._emit("storage-sync", realms=list(after))
 
     # -- worker -------------------------------------------------------------------------------
     def sync_worker(self) -> None:
@@ -76,36 +189,190 @@ class BrowserRuntime:
             message = data.to_py() if isinstance(data, JsProxy) else data
         except Exception:  # noqa: BLE001 - a value we cannot convert is just ignored
             message = None
-        reply = protocol.answer_token_request(self.store, message)
-        if reply is None or port is None or not hasattr(port, "postMessage"):
+        url = protocol.parse_token_request(message)
+        if url is None or port is None or not hasattr(port, "postMessage"):
             self.counters["ignored_messages"] += 1
             return
         self.counters["token_requests"] += 1
-        if reply:
+        entry = self.store.lookup(url)
+        realm = self.store.realm_for(url)
+        if entry is None and realm is not None and self._can_refresh(realm):
+            port.postMessage(_js({"type": protocol.PENDING}))
+            self._spawn(self._answer_after_refresh(url, realm, port))
+            return
+        self._reply(port, entry)
+
+    async def _answer_after_refresh(self, url: str, realm: str, port: Any) -> None:
+        try:
+            await self._refresh(realm)
+        except RefreshError:
+            pass
+        self._reply(port, self.store.lookup(url))  # after a logout this is {}: no resurrection
+
+    def _reply(self, port: Any, entry: TokenEntry | None) -> None:
+        if entry is not None:
             self.counters["answered_with_token"] += 1
-        port.postMessage(_js(reply))
+        port.postMessage(_js(protocol.token_reply(entry)))
+
+    # -- refresh ------------------------------------------------------------------------------
+    def _can_refresh(self, realm: str) -> bool:
+        return self.has_refresher and self.coordinator.failed(realm) is None
+
+    async def _refresh(self, realm: str) -> str:
+        stale = self.store.entries().get(realm)
+        return await self.coordinator.refresh(realm, stale.token if stale else None)
+
+    async def _reread(self, realm: str) -> str | None:
+        self._reload()
+        entry = self.store.entries().get(realm)
+        return entry.token if entry else None
+
+    def _is_fresh(self, token: str) -> bool:
+        try:
+            exp = token_expiry(token)
+        except InvalidToken:
+            return False
+        return TokenEntry("", token, exp).is_fresh(self.store.clock(), self.store.skew)
+
+    def _refreshed(self, realm: str, token: str) -> None:
+        """Store a refreshed token (runs under the cross-tab lock)."""
+        self._reload()
+        if realm not in self.store.entries():  # logged out in another tab meanwhile
+            raise RefreshError(realm, LOGGED_OUT)
+        entry = self.store.set(realm, token)
+        self._persist()
+        self.counters["refreshes"] += 1
+        self._post(_js(protocol.set_realm_token(entry, self.store.skew)))
+        self._plan(entry)
+        self._schedule()
+        self._emit("token-refreshed", realmURL=realm, exp=entry.exp)
+
+    def _failed(self, error: RefreshError) -> None:
+        """One failure episode: tell the host once, and the other tabs once."""
+        detail = {
+            "realmURL": error.realm,
+            "reason": error.reason,
+            "status": error.status,
+            "recoverable": False,
+        }
+        js.window.dispatchEvent(js.CustomEvent.new(AUTH_ERROR_EVENT, _js({"detail": detail})))
+        if not getattr(error, "relayed", False):
+            self._channel.postMessage(_js({"type": "auth-error", **detail}))
+        self._emit("auth-error", **detail)
+
+    def _on_channel(self, event: Any) -> None:
+        try:
+            msg = event.data.to_py()
+        except Exception:  # noqa: BLE001 - foreign message shapes are ignored
+            return
+        if not isinstance(msg, dict) or msg.get("type") != "auth-error":
+            return
+        realm = msg.get("realmURL")
+        if not isinstance(realm, str) or realm not in self.store.entries():
+            return
+        status = msg.get("status")
+        error = RefreshError(
+            realm,
+            str(msg.get("reason") or "refresh failed"),
+            status=status if isinstance(status, int) else None,
+        )
+        error.relayed = True  # type: ignore[attr-defined]
+        self.coordinator.fail(error)
+
+    def _plan(self, entry: TokenEntry) -> None:
+        due = refresh_at(entry.exp, self.store.skew, self.jitter, self._rng)
+        if due is None:
+            self._refresh_due.pop(entry.realm, None)
+        else:
+            self._refresh_due[entry.realm] = due
+
+    def _plan_all(self) -> None:
+        self._refresh_due.clear()
+        for entry in self.store.entries().values():
+            self._plan(entry)
+
+    def _schedule(self) -> None:
+        """One timer for the earliest proactive refresh (re-checked on every wake-up)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._refresh_due:
+            return
+        delay = max(0.0, min(self._refresh_due.values()) - self.store.clock())
+        # Long timers drift in background tabs; wake at least every 30 s and re-check the clock.
+        self._timer = asyncio.get_event_loop().call_later(min(delay, 30.0), self._check_due)
+
+    def _check_due(self) -> None:
+        self._timer = None
+        now = self.store.clock()
+        for realm, due in list(self._refresh_due.items()):
+            if now >= due and not self.coordinator.in_flight(realm) and self._can_refresh(realm):
+                self._spawn(self._proactive(realm))
+        self._schedule()
+
+    async def _proactive(self, realm: str) -> None:
+        try:
+            await self._refresh(realm)
+        except RefreshError:
+            pass  # reported once through console:auth-error
+
+    def _on_wake(self, event: Any = None) -> None:
+        if js.document.visibilityState == "hidden":
+            return
+        self._check_due()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- API (wrapped by window.pyauthWeb) ---------------------------------------------------
-    def set_token(self, realm_url: str, token: str) -> None:
+    def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
+        if refresh_token is not None and self.oauth is None:
+            raise ValueError("call configure({oauth: ...}) before passing a refresh token")
         entry = self.store.set(realm_url, token)
+        self.coordinator.reset(entry.realm)
+        if refresh_token is not None and self.oauth is not None:
+            self.oauth.set(entry.realm, refresh_token)
         self._persist()
         self._post(_js(protocol.set_realm_token(entry, self.store.skew)))
+        self._plan(entry)
+        self._schedule()
         self._emit("token-set", realmURL=entry.realm, exp=entry.exp)
 
     def remove_token(self, realm_url: str) -> None:
         realm = normalize_realm(realm_url)
         self.store.remove(realm)
+        self.coordinator.cancel_all(LOGGED_OUT)
+        self.coordinator.reset(realm)
+        if self.oauth is not None:
+            self.oauth.set(realm, None)
         self._persist()
+        self._refresh_due.pop(realm, None)
         self._post(_js(protocol.remove_realm_token(realm)))
         self._emit("token-removed", realmURL=realm)
 
     def clear_tokens(self) -> None:
         self.store.clear()
+        self.coordinator.clear()
+        if self.oauth is not None:
+            self.oauth.clear()
         self._persist()
+        self._refresh_due.clear()
+        self._schedule()
         self._post(_js(protocol.clear_tokens()))
         self._emit("tokens-cleared")
 
-    def get_token(self, url: str) -> str | None:
+    async def get_token(self, url: str) -> str | None:
+        """The fresh token for ``url``; refreshes first when it is stale and a refresher is
+        configured; ``None`` when no realm holds a token for it. Raises on refresh failure."""
+        entry = self.store.lookup(url)
+        if entry is not None:
+            return entry.token
+        realm = self.store.realm_for(url)
+        if realm is None or not self.has_refresher:
+            return None
+        await self._refresh(realm)
         entry = self.store.lookup(url)
         return entry.token if entry else None
 
@@ -116,7 +383,13 @@ class BrowserRuntime:
                 "realms": self.realms,
                 "skew": self.store.skew,
                 "tokens": [
-                    {"realmURL": e.realm, "exp": e.exp, "fresh": e.is_fresh(now, self.store.skew)}
+                    {
+                        "realmURL": e.realm,
+                        "exp": e.exp,
+                        "fresh": e.is_fresh(now, self.store.skew),
+                        "refreshAt": self._refresh_due.get(e.realm),
+                        "failed": bool(self.coordinator.failed(e.realm)),
+                    }
                     for e in self.store.entries().values()
                 ],
                 "counters": self.counters,
@@ -124,7 +397,20 @@ class BrowserRuntime:
         )
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.coordinator.cancel_all("closed")
         remove_event_listener(js.window, "storage", self._on_storage)
+        for target, name in (
+            (js.document, "visibilitychange"),
+            (js.window, "focus"),
+            (js.window, "pageshow"),
+            (js.window, "online"),
+        ):
+            remove_event_listener(target, name, self._on_wake)
+        self._channel.removeEventListener("message", self._channel_listener)
+        self._channel.close()
+        self._channel_listener.destroy()
 
     # -- reporting -----------------------------------------------------------------------------
     def _emit(self, kind: str, **detail: Any) -> None:
@@ -138,5 +424,14 @@ class BrowserRuntime:
 
 
 def start(config: Any, post_to_worker: JsProxy) -> BrowserRuntime:
+    global _current
     cfg = config.to_py() if isinstance(config, JsProxy) else dict(config)
-    return BrowserRuntime(cfg, post_to_worker)
+    _current = BrowserRuntime(cfg, post_to_worker)
+    return _current
+
+
+def current() -> BrowserRuntime:
+    """The page's runtime (for Python code in the page), once the loader has started it."""
+    if _current is None:
+        raise RuntimeError("pyauth-web runtime not started (wait for pyauthWeb.ready)")
+    return _current

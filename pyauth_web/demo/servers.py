@@ -48,6 +48,10 @@ class Issuer:
     ttl: float = 300.0
     clock: Callable[[], float] = time.time
     requests: list[dict[str, Any]] = field(default_factory=list)
+    script: list[int | str] = field(default_factory=list)
+
+    def refreshes(self, since: float = 0.0) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == "/refresh" and r["t"] >= since]
 
     def mint(self, realm: str, ttl: float | None = None, sub: str = "demo-user") -> str:
         now = self.clock()
@@ -127,13 +131,23 @@ def host_app(
     async def service_worker(request: web.Request) -> web.StreamResponse:
         return _file_response(bundle_dir / "sw.js", {"Service-Worker-Allowed": "/"})
 
-    async def token(request: web.Request) -> web.Response:
+    async def token(request: web.Request) -> web.StreamResponse:
+        """``POST /token`` mints (``{realm, ttl}``); ``POST /refresh`` is a refresh URL
+        (``{realmURL}`` in, ``{token}`` out). Both are logged; ``issuer.script`` can make the
+        next refreshes fail (a status code) or drop the connection (``"drop"``)."""
         body = await request.json() if request.can_read_body else {}
-        realm = str(body.get("realm") or request.query.get("realm") or "")
-        ttl = body.get("ttl")
+        realm = str(body.get("realm") or body.get("realmURL") or "")
         issuer.requests.append({"path": request.path, "realm": realm, "t": time.time()})
+        if request.path == "/refresh" and issuer.script:
+            step = issuer.script.pop(0)
+            if step == "drop":
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
+            return web.json_response({"error": "scripted failure"}, status=int(step))
         if not realm:
             return web.json_response({"error": "realm required"}, status=400)
+        ttl = body.get("ttl")
         return web.json_response({"token": issuer.mint(realm, float(ttl) if ttl else None)})
 
     pages = _static_route(STATIC_DIR, page_vars)
@@ -141,6 +155,7 @@ def host_app(
     app.router.add_get("/favicon.ico", lambda r: _no_content())
     app.router.add_get("/sw.js", service_worker)
     app.router.add_post("/token", token)
+    app.router.add_post("/refresh", token)
     app.router.add_get("/pyauth/{path:.*}", _static_route(bundle_dir))
     app.router.add_get("/demo/{path:.*}", pages)
     for prefix, directory in (extra_dirs or {}).items():
@@ -247,28 +262,35 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self._runners: list[web.AppRunner] = []
+        self._runners: dict[str, web.AppRunner] = {}
 
     def serve(self, app: web.Application, port: int = 0, host: str = "127.0.0.1") -> str:
         """Start ``app``; returns its origin, e.g. ``http://127.0.0.1:41234``."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        origin = f"http://{host}:{sock.getsockname()[1]}"
 
         async def start() -> None:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.SockSite(runner, sock).start()
-            self._runners.append(runner)
+            self._runners[origin] = runner
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=10)
-        return f"http://{host}:{sock.getsockname()[1]}"
+        return origin
+
+    async def stop(self, origin: str) -> None:
+        """Stop one server (from its own loop); its port then refuses connections."""
+        runner = self._runners.pop(origin, None)
+        if runner is not None:
+            await runner.cleanup()
 
     def close(self) -> None:
-        async def stop() -> None:
-            for runner in self._runners:
-                await runner.cleanup()
+        async def stop_all() -> None:
+            for origin in list(self._runners):
+                await self.stop(origin)
 
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(stop_all(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)

@@ -48,6 +48,7 @@ class Servers:
     realm_log: RealmLog
     other_log: RealmLog
     issuer: Issuer
+    thread: ServerThread
 
     def token(self, ttl: float = 300.0, realm: str | None = None) -> str:
         return self.issuer.mint(realm or self.realm, ttl)
@@ -76,7 +77,7 @@ def servers(bundle_dir: Path) -> Iterator[Servers]:
             extra_dirs={"t": PAGES},
         )
     )
-    yield Servers(host, realm, other, realm_log, other_log, issuer)
+    yield Servers(host, realm, other, realm_log, other_log, issuer, thread)
     thread.close()
 
 
@@ -105,10 +106,21 @@ def page_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(context: BrowserContext, page_errors: list[str]) -> Page:
-    page = context.new_page()
-    page.on("pageerror", lambda err: page_errors.append(f"pageerror: {err}"))
-    return page
+def new_page(context: BrowserContext, page_errors: list[str]) -> Any:
+    """Open a tab that records auth events, unhandled rejections and page errors."""
+
+    def open_tab() -> Page:
+        page = context.new_page()
+        page.add_init_script(RECORD_EVENTS)
+        page.on("pageerror", lambda err: page_errors.append(f"pageerror: {err}"))
+        return page
+
+    return open_tab
+
+
+@pytest.fixture
+def page(new_page: Any) -> Page:
+    return new_page()
 
 
 @pytest.fixture
@@ -147,3 +159,10 @@ COUNT_TOKEN_REQUESTS = """() => {
     if (e.data && e.data.type === 'request-realm-token') window.__tokenRequests.push(e.data.requestURL);
   });
 }"""
+
+RECORD_EVENTS = """
+window.__authErrors = []; window.__events = []; window.__unhandled = [];
+window.addEventListener('console:auth-error', (e) => window.__authErrors.push(e.detail));
+window.addEventListener('pyauth-web:event', (e) => window.__events.push(e.detail));
+window.addEventListener('unhandledrejection', (e) => window.__unhandled.push(String(e.reason)));
+"""
