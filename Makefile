@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup demo test lint unit e2e bench bundle clean
 
-setup: $(VENV)/.installed .cache/.chromium .cache/pyauth-web/.vendored
+setup: $(VENV)/.installed .cache/.chromium .cache/pyauth-web/.vendored tests/oidc/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(VENV)/.installed: pyproject.toml
 # Pinned Pyodide (npm package) and wheels (PyPI), kept in .cache/ (git-ignored).
 .cache/pyauth-web/.vendored: $(VENV)/.installed
 	$(BIN)/pyauth-web vendor
+	touch $@
+
+# The real OpenID Provider the e2e tests run (npm package oidc-provider, pinned by the lock file).
+tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup

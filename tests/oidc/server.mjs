@@ -1,0 +1,45 @@
+// A real OpenID Provider (the certified `oidc-provider` package) on 127.0.0.1 for the tests.
+//   node server.mjs PORT CLIENT_ID REDIRECT_URI RESOURCE ACCESS_TOKEN_TTL_S
+// Public client (PKCE, no secret), authorization_code + refresh_token grants, JWT access
+// tokens for RESOURCE, refresh tokens rotated on every use (reusing one revokes the grant).
+// Prints one JSON line per event on stdout: {"event":"listening"} first, then grant results.
+import Provider from 'oidc-provider';
+
+const [port, clientId, redirectUri, resource, ttl] = process.argv.slice(2);
+const issuer = `http://127.0.0.1:${port}`;
+const log = (event) => process.stdout.write(`${JSON.stringify({ t: Date.now() / 1000, ...event })}\n`);
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: clientId,
+    token_endpoint_auth_method: 'none',
+    redirect_uris: [redirectUri],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+  }],
+  ttl: { AccessToken: Number(ttl), RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
+  features: {
+    devInteractions: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => resource,
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: 'api',
+        audience: resource,
+        accessTokenTTL: Number(ttl),
+        accessTokenFormat: 'jwt',
+      }),
+    },
+  },
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  clientBasedCORS: () => true,
+});
+
+provider.on('grant.success', (ctx) => log({ event: 'grant.success', grant_type: ctx.oidc.params.grant_type }));
+provider.on('grant.error', (ctx, err) => log({ event: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error, description: err.error_description }));
+provider.on('grant.revoked', (_ctx, grantId) => log({ event: 'grant.revoked', grantId }));
+provider.on('server_error', (_ctx, err) => log({ event: 'server_error', error: String(err) }));
+
+const server = provider.listen(Number(port), '127.0.0.1', () => log({ event: 'listening', issuer }));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
