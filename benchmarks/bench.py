@@ -1,0 +1,207 @@
+"""pyauth-web benchmark: headless Chromium, real bundle, loopback servers.
+
+Prints one table; every figure is a median over repeated runs with min/max, and each comparison
+(runtime vs bare Pyodide, Python vs JS handler) is measured side by side in the same run.
+
+    make bench            # or: .venv/bin/python benchmarks/bench.py --runs 5 --requests 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from pyauth_web import assets
+from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = Path(__file__).with_name("pages")
+STORAGE_KEY = "pyauth-web:session"
+
+
+def load_config() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "playwright_config", ROOT / "playwright.config.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CONFIG = load_config()
+
+
+class Bench:
+    def __init__(self, browser: Browser, host: str, realm: str, issuer: Issuer) -> None:
+        self.browser, self.host, self.realm, self.issuer = browser, host, realm, issuer
+
+    def context(self) -> BrowserContext:
+        ctx = self.browser.new_context()
+        ctx.set_default_timeout(CONFIG.BOOT_TIMEOUT_MS)
+        return ctx
+
+    def ready_ms(self, page: Page) -> float:
+        """Navigation start -> pyauthWeb.ready (the loader's performance mark)."""
+        page.wait_for_function("() => !!window.pyauthWeb")
+        page.evaluate("() => pyauthWeb.ready.then(() => true)")
+        return float(
+            page.evaluate("() => performance.getEntriesByName('pyauth-web:ready')[0].startTime")
+        )
+
+    def boot(self) -> dict[str, float]:
+        """Cold (new context) and warm (reload: HTTP cache warm) boots, runtime and bare."""
+        out: dict[str, float] = {}
+        ctx = self.context()
+        page = ctx.new_page()
+        page.goto(f"{self.host}/b/python-handler.html")
+        out["runtime_cold"] = self.ready_ms(page)
+        page.reload()
+        out["runtime_warm"] = self.ready_ms(page)
+        ctx.close()
+        ctx = self.context()
+        page = ctx.new_page()
+        page.goto(f"{self.host}/b/bare-pyodide.html")
+        out["bare_cold"] = float(page.evaluate("() => window.bareReady"))
+        page.reload()
+        out["bare_warm"] = float(page.evaluate("() => window.bareReady"))
+        ctx.close()
+        return out
+
+    def _controlled(self, page: Page, url: str, token: str) -> None:
+        page.goto(url)
+        page.evaluate(
+            "([k, v]) => localStorage.setItem(k, v)", [STORAGE_KEY, json.dumps({self.realm: token})]
+        )
+        page.evaluate("() => navigator.serviceWorker.ready.then(() => true)")
+        page.reload()  # now controlled, with the token in storage
+        page.wait_for_function("() => !!navigator.serviceWorker.controller")
+
+    def roundtrips(self, n: int) -> dict[str, list[float]]:
+        """SW -> page -> SW token round trips, timed inside the worker, Python vs JS."""
+        token = self.issuer.mint(self.realm, ttl=3600)
+        out: dict[str, list[float]] = {}
+        for name, path in (("python", "python-handler.html"), ("js", "js-handler.html")):
+            ctx = self.context()
+            page = ctx.new_page()
+            self._controlled(page, f"{self.host}/b/{path}", token)
+            if name == "python":
+                page.evaluate("() => pyauthWeb.ready.then(() => true)")
+            out[name] = page.evaluate(
+                """([n, url]) => new Promise((resolve) => {
+                  navigator.serviceWorker.addEventListener('message', (e) => {
+                    if (e.data && e.data.type === 'bench-result') resolve(e.data.times);
+                  });
+                  navigator.serviceWorker.controller.postMessage({type: 'bench-roundtrip', n, url});
+                })""",
+                [n, f"{self.realm}img/rt-"],
+            )
+            ctx.close()
+        return out
+
+    def first_paint(self, keep_worker_state: bool) -> int:
+        """Images (of 50) that load on first paint with the token only in localStorage."""
+        token = self.issuer.mint(self.realm, ttl=3600)
+        ctx = self.context()
+        page = ctx.new_page()
+        self._controlled(page, f"{self.host}/b/python-handler.html", token)
+        page.evaluate("() => pyauthWeb.ready.then(() => true)")
+        if not keep_worker_state:  # a worker that knows nothing: every image needs the page
+            page.evaluate("() => caches.delete('pyauth-web-state-v1')")
+            cdp = ctx.new_cdp_session(page)
+            cdp.send("ServiceWorker.enable")
+            cdp.send("ServiceWorker.stopAllWorkers")
+            cdp.detach()
+        page.goto(f"{self.host}/b/images.html?run={uuid.uuid4().hex[:8]}")
+        page.wait_for_function(
+            "() => [...document.images].every((i) => i.complete)", timeout=20_000
+        )
+        loaded = int(
+            page.evaluate("() => [...document.images].filter((i) => i.naturalWidth > 0).length")
+        )
+        ctx.close()
+        return loaded
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):8.1f}  ({min(values):.1f}–{max(values):.1f})"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1000)
+    args = parser.parse_args()
+
+    cache = assets.default_cache()
+    assets.vendor(cache)
+    bundle = assets.bundle(Path(tempfile.mkdtemp(prefix="pyauth-bench-")), cache).root
+    thread = ServerThread()
+    issuer = Issuer()
+    realm = thread.serve(realm_app(log=RealmLog())) + "/"
+    host = thread.serve(
+        host_app(bundle, issuer=issuer, page_vars={"REALM": realm}, extra_dirs={"b": PAGES})
+    )
+    rows: list[tuple[str, str, str]] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CONFIG.BROWSER_PATH, args=CONFIG.LAUNCH_ARGS)
+        bench = Bench(browser, host, realm, issuer)
+        t0 = time.time()
+        boots = [bench.boot() for _ in range(args.runs)]
+        col = {k: [b[k] for b in boots] for k in boots[0]}
+        for temp in ("cold", "warm"):
+            rt, bare = col[f"runtime_{temp}"], col[f"bare_{temp}"]
+            ratios = [r / b for r, b in zip(rt, bare, strict=True)]
+            rows.append(
+                (f"boot-to-ready, {temp} (ms)", summary(rt), f"bare loadPyodide {summary(bare)}")
+            )
+            rows.append((f"  ratio runtime/bare, {temp}", summary(ratios), "target ≤ 0.4 warm"))
+        p50s: dict[str, list[float]] = {"python": [], "js": []}
+        p99s: dict[str, list[float]] = {"python": [], "js": []}
+        for _ in range(args.runs):
+            times = bench.roundtrips(args.requests)
+            for name, values in times.items():
+                p50s[name].append(percentile(values, 0.50))
+                p99s[name].append(percentile(values, 0.99))
+        for q, data in (("p50", p50s), ("p99", p99s)):
+            rows.append(
+                (
+                    f"token answer {q} (ms), Python",
+                    summary(data["python"]),
+                    f"JS handler {summary(data['js'])}",
+                )
+            )
+            ratios = [p / j for p, j in zip(data["python"], data["js"], strict=True)]
+            rows.append((f"  ratio Python/JS {q}", summary(ratios), "target p99 ≤ 1.2, < 10 ms"))
+        for keep, label in ((False, "worker knows nothing"), (True, "worker state kept")):
+            counts = [float(bench.first_paint(keep)) for _ in range(args.runs)]
+            rows.append((f"first-paint images of 50 ({label})", summary(counts), "target 50"))
+        browser.close()
+    thread.close()
+    width = max(len(r[0]) for r in rows)
+    print(
+        f"\npyauth-web benchmark — {args.runs} runs, {args.requests} round trips per run, "
+        f"{time.time() - t0:.0f} s; median (min–max)\n"
+    )
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value}   {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
