@@ -45,7 +45,7 @@ e2e: setup
 	$(BIN)/pytest -q tests/e2e
 
 test: lint
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/e2e
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

@@ -117,6 +117,7 @@
     performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     runtime = mod.start(config, postToWorker);
+    api.pyodide = pyodide;
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
     if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
@@ -131,7 +132,10 @@
     removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }),
     clearTokens: () => call((rt) => { rt.clear_tokens(); }),
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
+    fetch: (input, init) => call((rt) => rt.fetch(input, init)),
+    wrapFetch: (fetchFn) => (input, init) => call((rt) => rt.fetch(input, init, fetchFn)),
     state: () => call((rt) => rt.state_json()).then((json) => JSON.parse(json)),
+    pyodide: null,  // the Pyodide instance, once ready: run your own Python next to the runtime
     config: Object.freeze({ ...config }),
   };
   const ready = boot();

@@ -22,8 +22,10 @@ from pyodide.ffi import JsProxy, create_proxy, to_js
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
 from pyauth_web import protocol
+from pyauth_web.browser import fetch as auth_fetch
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
+from pyauth_web.prewarm import Prewarm
 from pyauth_web.refresh import (
     DEFAULT_REFRESH_JITTER,
     LOGGED_OUT,
@@ -43,6 +45,13 @@ from pyauth_web.tokens import (
 )
 
 AUTH_ERROR_EVENT = "console:auth-error"
+REFRESHED_EVENT = "pyauth-web:token-refreshed"
+WAKE_EVENTS = (
+    ("document", "visibilitychange"),
+    ("window", "focus"),
+    ("window", "pageshow"),
+    ("window", "online"),
+)
 _current: BrowserRuntime | None = None
 
 
@@ -77,6 +86,8 @@ class BrowserRuntime:
         self._rng = random.Random()
         self._refresh_due: dict[str, float] = {}  # realm -> when to refresh proactively
         self._timer: asyncio.TimerHandle | None = None
+        self.prewarm = Prewarm()
+        self._prewarm_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.oauth: OAuthRefresher | None = None
         self.has_refresher = False
@@ -87,13 +98,8 @@ class BrowserRuntime:
         self._channel_listener = create_proxy(self._on_channel)
         self._channel.addEventListener("message", self._channel_listener)
         add_event_listener(js.window, "storage", self._on_storage)
-        for target, name in (
-            (js.document, "visibilitychange"),
-            (js.window, "focus"),
-            (js.window, "pageshow"),
-            (js.window, "online"),
-        ):
-            add_event_listener(target, name, self._on_wake)
+        for target, name in WAKE_EVENTS:
+            add_event_listener(getattr(js, target), name, self._on_wake)
         self._reload(report=True)
         self._schedule()
         self.sync_worker()
@@ -176,6 +182,8 @@ class BrowserRuntime:
         for realm, entry in after.items():
             if before.get(realm) != entry:
                 self.coordinator.reset(realm)
+                if realm in before:  # a newer token for a realm we had: hosts may refetch
+                    self._dispatch(REFRESHED_EVENT, {"realmURL": realm})
         self._schedule()
         self._emit("storage-sync", realms=list(after))
 
@@ -246,6 +254,7 @@ class BrowserRuntime:
         self._plan(entry)
         self._schedule()
         self._emit("token-refreshed", realmURL=realm, exp=entry.exp)
+        self._dispatch(REFRESHED_EVENT, {"realmURL": realm})
 
     def _failed(self, error: RefreshError) -> None:
         """One failure episode: tell the host once, and the other tabs once."""
@@ -255,7 +264,7 @@ class BrowserRuntime:
             "status": error.status,
             "recoverable": False,
         }
-        js.window.dispatchEvent(js.CustomEvent.new(AUTH_ERROR_EVENT, _js({"detail": detail})))
+        self._dispatch(AUTH_ERROR_EVENT, detail)
         if not getattr(error, "relayed", False):
             self._channel.postMessage(_js({"type": "auth-error", **detail}))
         self._emit("auth-error", **detail)
@@ -303,12 +312,19 @@ class BrowserRuntime:
         self._timer = asyncio.get_event_loop().call_later(min(delay, 30.0), self._check_due)
 
     def _check_due(self) -> None:
+        """The proactive timer. A hidden tab does not refresh ahead of time: nobody is looking,
+        and the pre-warm refreshes what is stale when it becomes visible again."""
         self._timer = None
         now = self.store.clock()
-        for realm, due in list(self._refresh_due.items()):
-            if now >= due and not self.coordinator.in_flight(realm) and self._can_refresh(realm):
-                self._spawn(self._proactive(realm))
+        if js.document.visibilityState != "hidden":
+            for realm, due in list(self._refresh_due.items()):
+                if now >= due and not self.coordinator.in_flight(realm):
+                    self._start_refresh(realm)
         self._schedule()
+
+    def _start_refresh(self, realm: str) -> None:
+        if self._can_refresh(realm):
+            self._spawn(self._proactive(realm))
 
     async def _proactive(self, realm: str) -> None:
         try:
@@ -317,9 +333,34 @@ class BrowserRuntime:
             pass  # reported once through console:auth-error
 
     def _on_wake(self, event: Any = None) -> None:
-        if js.document.visibilityState == "hidden":
+        """focus / visibilitychange / pageshow / online: debounce, then pre-warm."""
+        now = self.store.clock()
+        deadline = self.prewarm.event(now, js.document.visibilityState != "hidden")
+        self._schedule()  # timers may have been frozen: re-arm against the wall clock
+        if deadline is not None:
+            self._arm_prewarm(deadline - now)
+
+    def _arm_prewarm(self, delay: float) -> None:
+        if self._prewarm_timer is not None:
+            self._prewarm_timer.cancel()
+        loop = asyncio.get_event_loop()
+        self._prewarm_timer = loop.call_later(max(0.001, delay), self._run_prewarm)
+
+    def _run_prewarm(self) -> None:
+        self._prewarm_timer = None
+        now = self.store.clock()
+        deadline = self.prewarm.deadline
+        if deadline is not None and now < deadline:  # timers may fire a little early
+            self._arm_prewarm(deadline - now)
             return
-        self._check_due()
+        if not self.prewarm.due(now):
+            return
+        stale = [
+            e.realm for e in self.store.entries().values() if not e.is_fresh(now, self.store.skew)
+        ]
+        self._emit("prewarm", realms=stale)
+        for realm in stale:
+            self._start_refresh(realm)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -376,6 +417,10 @@ class BrowserRuntime:
         entry = self.store.lookup(url)
         return entry.token if entry else None
 
+    async def fetch(self, input: Any, init: Any = None, transport: Any = None) -> Any:
+        """``pyauthWeb.fetch`` / ``wrapFetch``: see :mod:`pyauth_web.browser.fetch`."""
+        return await auth_fetch.js_fetch(self, input, init, transport)
+
     def state_json(self) -> str:
         now = self.store.clock()
         return json.dumps(
@@ -401,22 +446,20 @@ class BrowserRuntime:
             self._timer.cancel()
         self.coordinator.cancel_all("closed")
         remove_event_listener(js.window, "storage", self._on_storage)
-        for target, name in (
-            (js.document, "visibilitychange"),
-            (js.window, "focus"),
-            (js.window, "pageshow"),
-            (js.window, "online"),
-        ):
-            remove_event_listener(target, name, self._on_wake)
+        for target, name in WAKE_EVENTS:
+            remove_event_listener(getattr(js, target), name, self._on_wake)
+        if self._prewarm_timer is not None:
+            self._prewarm_timer.cancel()
         self._channel.removeEventListener("message", self._channel_listener)
         self._channel.close()
         self._channel_listener.destroy()
 
     # -- reporting -----------------------------------------------------------------------------
+    def _dispatch(self, name: str, detail: dict[str, Any]) -> None:
+        js.window.dispatchEvent(js.CustomEvent.new(name, _js({"detail": detail})))
+
     def _emit(self, kind: str, **detail: Any) -> None:
-        detail["kind"] = kind
-        event = js.CustomEvent.new("pyauth-web:event", _js({"detail": detail}))
-        js.window.dispatchEvent(event)
+        self._dispatch("pyauth-web:event", {**detail, "kind": kind})
 
     def _warn(self, message: str) -> None:
         js.console.warn(f"pyauth-web: {message}")

@@ -15,6 +15,7 @@ import asyncio
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -56,23 +57,35 @@ class Issuer:
     def mint(self, realm: str, ttl: float | None = None, sub: str = "demo-user") -> str:
         now = self.clock()
         exp = now + (self.ttl if ttl is None else ttl)
-        claims = {"sub": sub, "realm": realm, "iat": int(now), "exp": int(exp)}
+        claims = {
+            "sub": sub,
+            "realm": realm,
+            "iat": int(now),
+            "exp": int(exp),
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
 
-def verify(secret: str, header: str | None) -> tuple[bool, str]:
-    """(valid, reason) for an ``Authorization`` header value."""
+def verify(secret: str, header: str | None, now: float | None = None) -> tuple[bool, str]:
+    """(valid, reason) for an ``Authorization`` header value, at time ``now``."""
     if not header:
         return False, "no Authorization header"
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False, "not a Bearer token"
     try:
-        jwt.decode(token, secret, algorithms=["HS256"])
-    except jwt.ExpiredSignatureError:
-        return False, "token expired"
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
     except jwt.PyJWTError as exc:
         return False, f"invalid token: {exc}"
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and exp <= (time.time() if now is None else now):
+        return False, "token expired"
     return True, "ok"
 
 
@@ -117,6 +130,10 @@ def _static_route(
     return handler
 
 
+async def _no_content(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 # -- the host origin --------------------------------------------------------------------------
 def host_app(
     bundle_dir: Path,
@@ -152,7 +169,7 @@ def host_app(
 
     pages = _static_route(STATIC_DIR, page_vars)
     app.router.add_get("/", pages)
-    app.router.add_get("/favicon.ico", lambda r: _no_content())
+    app.router.add_get("/favicon.ico", _no_content)
     app.router.add_get("/sw.js", service_worker)
     app.router.add_post("/token", token)
     app.router.add_post("/refresh", token)
@@ -182,27 +199,36 @@ def _svg(label: str) -> str:
     )
 
 
-def realm_app(secret: str = DEMO_SECRET, log: RealmLog | None = None) -> web.Application:
-    """Serves ``/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer JWT."""
+def realm_app(
+    secret: str = DEMO_SECRET,
+    log: RealmLog | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """A resource server: ``/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer
+    JWT (checked against ``clock``); ``/api/reject/KEY?times=N`` answers 401 to its first N
+    requests whatever the token. Every request is logged (with its body)."""
     log = log if log is not None else RealmLog()
+    rejected: dict[str, int] = {}
 
     @web.middleware
     async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
         auth = request.headers.get("Authorization")
-        ok, reason = verify(secret, auth)
-        entry = {
-            "method": request.method,
-            "path": request.path,
-            "auth": auth,
-            "valid": ok,
-            "reason": reason,
-            "t": time.time(),
-        }
-        if request.method != "OPTIONS":
-            log.entries.append(entry)
+        ok, reason = verify(secret, auth, clock())
         if request.method == "OPTIONS":
             resp: web.StreamResponse = web.Response(status=204)
         else:
+            body = await request.text() if request.can_read_body else None
+            log.entries.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "auth": auth,
+                    "valid": ok,
+                    "reason": reason,
+                    "body": body,
+                    "t": time.time(),
+                }
+            )
             try:
                 resp = await handler(request)
             except web.HTTPException as exc:
@@ -216,42 +242,40 @@ def realm_app(secret: str = DEMO_SECRET, log: RealmLog | None = None) -> web.App
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
-    def guarded(make: Callable[[web.Request], web.StreamResponse]) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            ok, reason = verify(secret, request.headers.get("Authorization"))
-            if not ok:
-                return web.json_response(
-                    {"error": "unauthorized", "reason": reason},
-                    status=401,
-                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                )
-            return make(request)
+    def unauthorized(reason: str) -> web.Response:
+        return web.json_response(
+            {"error": "unauthorized", "reason": reason},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
-        return handler
+    def denied(request: web.Request) -> web.Response | None:
+        ok, reason = verify(secret, request.headers.get("Authorization"), clock())
+        return None if ok else unauthorized(reason)
+
+    async def image(request: web.Request) -> web.Response:
+        if (refusal := denied(request)) is not None:
+            return refusal
+        return web.Response(text=_svg(request.match_info["name"]), content_type="image/svg+xml")
+
+    async def api(request: web.Request) -> web.Response:
+        if (refusal := denied(request)) is not None:
+            return refusal
+        name = request.match_info.get("name") or request.match_info.get("key")
+        return web.json_response({"ok": True, "name": name})
+
+    async def reject(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        rejected[key] = rejected.get(key, 0) + 1
+        if rejected[key] <= int(request.query.get("times", "1")):
+            return unauthorized("rejected by the test")
+        return await api(request)
 
     app = web.Application(middlewares=[cors])
-    app["log"] = log
-    app.router.add_get(
-        "/img/{name}",
-        guarded(
-            lambda r: web.Response(text=_svg(r.match_info["name"]), content_type="image/svg+xml")
-        ),
-    )
-    app.router.add_route(
-        "*",
-        "/api/{name}",
-        guarded(lambda r: web.json_response({"ok": True, "name": r.match_info["name"]})),
-    )
-    app.router.add_get("/open/{name}", _open)
+    app.router.add_get("/img/{name}", image)
+    app.router.add_route("*", "/api/reject/{key}", reject)
+    app.router.add_route("*", "/api/{name}", api)
     return app
-
-
-async def _no_content() -> web.Response:
-    return web.Response(status=204)
-
-
-async def _open(request: web.Request) -> web.Response:
-    return web.Response(text=_svg(request.match_info["name"]), content_type="image/svg+xml")
 
 
 # -- running servers --------------------------------------------------------------------------

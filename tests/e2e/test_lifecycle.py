@@ -63,18 +63,18 @@ def test_refresher_down_gives_one_auth_error_per_tab(
     context: BrowserContext, new_page: Any, servers: Servers, page_errors: list[str]
 ) -> None:
     hits: list[float] = []
+    origin = ""
 
     async def flaky(request: web.Request) -> web.Response:
         hits.append(time.time())
         if len(hits) >= 2:  # after the second 503 the server goes away: connection refused
-            request.app["stop"]()
+            servers.thread.loop.create_task(servers.thread.stop(origin))
         return web.json_response({"error": "unavailable"}, status=503,
                                  headers={"Access-Control-Allow-Origin": "*"})
 
     app = web.Application()
     app.router.add_route("*", "/refresh", flaky)
     origin = servers.thread.serve(app)
-    app["stop"] = lambda: servers.thread.loop.create_task(servers.thread.stop(origin))
 
     probe = new_page()
     probe.goto(servers.host + "/t/app.html")

@@ -1,0 +1,70 @@
+"""Authenticated fetch as an httpx-style auth flow: a generator that yields what to do next.
+
+Sans-I/O: the flow never performs I/O. The driver (``pyauth_web.browser.fetch``) answers each
+command and sends the result back in::
+
+    flow = auth_flow(replayable=True, current_token=lambda: store_lookup())
+    command = next(flow)                      # GetToken()
+    while True:
+        try:
+            command = flow.send(await execute(command))
+        except StopIteration as done:
+            response = done.value; break
+
+Commands: :class:`GetToken` (a token valid beyond the skew margin, refreshing first if needed;
+``None`` when the URL is in no realm), :class:`Send` (send the request with this token, or
+without one when ``None``; answer with the response), :class:`ForceRefresh` (refresh although
+the token looks valid, because the server rejected it; answer with the new token, or ``None``
+when the refresh failed).
+
+Rules: one reactive retry at most. On a 401, if the token used is no longer the current one
+(another caller refreshed meanwhile), retry with the current token without refreshing again;
+otherwise force one refresh and retry. A body that cannot be replayed (a stream) is never
+retried, and neither is a request that was sent without a token. A failed refresh returns
+the original 401.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class HasStatus(Protocol):
+    @property
+    def status(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class GetToken:
+    pass
+
+
+@dataclass(frozen=True)
+class Send:
+    token: str | None
+
+
+@dataclass(frozen=True)
+class ForceRefresh:
+    stale_token: str
+
+
+Command = GetToken | Send | ForceRefresh
+
+
+def auth_flow(
+    *, replayable: bool, current_token: Callable[[], str | None]
+) -> Generator[Command, Any, Any]:
+    token = yield GetToken()
+    response = yield Send(token)
+    if response.status != 401 or token is None or not replayable:
+        return response
+    now = current_token()
+    if now is not None and now != token:  # stale 401: someone refreshed since we sent
+        return (yield Send(now))
+    fresh = yield ForceRefresh(token)
+    if fresh is None:
+        return response
+    return (yield Send(fresh))

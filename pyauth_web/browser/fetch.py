@@ -1,0 +1,100 @@
+"""Authenticated fetch: drives the sans-I/O :func:`pyauth_web.authflow.auth_flow`.
+
+- :meth:`FetchDriver.js_fetch` backs ``pyauthWeb.fetch(input, init)`` and
+  ``pyauthWeb.wrapFetch(fn)`` (any fetch-compatible JS function as the transport);
+- :func:`fetch` is ``await pyauth_web.fetch(url, **init)`` for Python in the page, on top of
+  Pyodide's ``pyfetch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+import js
+from pyodide.ffi import JsProxy, to_js
+from pyodide.http import FetchResponse, pyfetch
+
+from pyauth_web.authflow import ForceRefresh, GetToken, Send, auth_flow
+from pyauth_web.refresh import RefreshError
+
+if TYPE_CHECKING:
+    from pyauth_web.browser.runtime import BrowserRuntime
+
+
+async def run_flow(
+    rt: BrowserRuntime, url: str, replayable: bool, send: Callable[[str | None], Awaitable[Any]]
+) -> Any:
+    def current() -> str | None:
+        entry = rt.store.lookup(url)
+        return entry.token if entry else None
+
+    flow = auth_flow(replayable=replayable, current_token=current)
+    command = next(flow)
+    while True:
+        answer: Any
+        if isinstance(command, GetToken):
+            try:
+                answer = await rt.get_token(url)
+            except RefreshError:
+                answer = None  # reported once through console:auth-error; send unauthenticated
+        elif isinstance(command, Send):
+            answer = await send(command.token)
+        elif isinstance(command, ForceRefresh):
+            realm = rt.store.realm_for(url)
+            try:
+                answer = (
+                    await rt.coordinator.refresh(realm, command.stale_token)
+                    if (realm and rt.has_refresher)
+                    else None
+                )
+            except RefreshError:
+                answer = None
+        try:
+            command = flow.send(answer)
+        except StopIteration as done:
+            return done.value
+
+
+def _is_stream(value: Any) -> bool:
+    return isinstance(value, JsProxy) and bool(
+        js.Object.prototype.toString.call(value) == "[object ReadableStream]"
+    )
+
+
+async def js_fetch(rt: BrowserRuntime, input: Any, init: Any = None, transport: Any = None) -> Any:
+    """``pyauthWeb.fetch``: returns the JS ``Response`` of the last attempt."""
+    transport = transport or js.fetch
+    request = js.Request.new(input, init) if init is not None else js.Request.new(input)
+    body = getattr(init, "body", None) if init is not None else None
+    replayable = not _is_stream(body)
+
+    async def send(token: str | None) -> Any:
+        base = request.clone() if replayable else request
+        headers = js.Headers.new(base.headers)
+        if token is not None:
+            headers.set("Authorization", f"Bearer {token}")
+        options = to_js({"headers": headers}, dict_converter=js.Object.fromEntries)
+        return await transport(js.Request.new(base, options))
+
+    return await run_flow(rt, str(request.url), replayable, send)
+
+
+async def fetch(url: str, **init: Any) -> FetchResponse:
+    """``await pyauth_web.fetch(url, **init)``: ``pyfetch`` with the realm's token, a proactive
+    refresh when it is stale, and one forced refresh + retry on 401 (the body is replayed)."""
+    from pyauth_web.browser.runtime import current
+
+    rt = current()
+    absolute = urljoin(str(js.location.href), url)
+    replayable = not _is_stream(init.get("body"))
+
+    async def send(token: str | None) -> FetchResponse:
+        headers = dict(init.get("headers") or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await pyfetch(absolute, **{**init, "headers": headers})
+
+    response: FetchResponse = await run_flow(rt, absolute, replayable, send)
+    return response
