@@ -6,7 +6,9 @@ Debian's chromium is used (``playwright install`` cannot download browsers on th
 import os
 import shutil
 
-BROWSER_PATH = os.environ.get("PYAUTH_WEB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_PATH = (
+    os.environ.get("PYAUTH_WEB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+)
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
