@@ -134,6 +134,19 @@
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
     fetch: (input, init) => call((rt) => rt.fetch(input, init)),
     wrapFetch: (fetchFn) => (input, init) => call((rt) => rt.fetch(input, init, fetchFn)),
+    // SSE over fetch: {onEvent({type, data, id}), onStateChange(state), resync: async () => {}}.
+    // Returns {close()} at once; the stream starts when the runtime is ready.
+    stream: (url, options = {}) => {
+      let handle = null;
+      let closed = false;
+      ready.then(() => { if (!closed) handle = runtime.stream(url, options); });
+      return {
+        close() {
+          closed = true;
+          if (handle) { handle.close(); handle.destroy(); handle = null; }
+        },
+      };
+    },
     state: () => call((rt) => rt.state_json()).then((json) => JSON.parse(json)),
     pyodide: null,  // the Pyodide instance, once ready: run your own Python next to the runtime
     config: Object.freeze({ ...config }),

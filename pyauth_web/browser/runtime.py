@@ -25,6 +25,7 @@ from pyauth_web import protocol
 from pyauth_web.browser import fetch as auth_fetch
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
+from pyauth_web.browser.sse import StreamHandle, start_stream
 from pyauth_web.prewarm import Prewarm
 from pyauth_web.refresh import (
     DEFAULT_REFRESH_JITTER,
@@ -420,6 +421,10 @@ class BrowserRuntime:
     async def fetch(self, input: Any, init: Any = None, transport: Any = None) -> Any:
         """``pyauthWeb.fetch`` / ``wrapFetch``: see :mod:`pyauth_web.browser.fetch`."""
         return await auth_fetch.js_fetch(self, input, init, transport)
+
+    def stream(self, url: str, options: Any = None) -> StreamHandle:
+        """``pyauthWeb.stream(url, {onEvent, onStateChange, resync})``: SSE over fetch."""
+        return start_stream(self, url, options)
 
     def state_json(self) -> str:
         now = self.store.clock()

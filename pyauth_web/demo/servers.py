@@ -199,6 +199,17 @@ def _svg(label: str) -> str:
     )
 
 
+def cors_headers(request: web.Request) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": request.headers.get("Origin") or "*",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+        "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+        "Cache-Control": "no-store",
+    }
+
+
 def realm_app(
     secret: str = DEMO_SECRET,
     log: RealmLog | None = None,
@@ -206,7 +217,10 @@ def realm_app(
 ) -> web.Application:
     """A resource server: ``/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer
     JWT (checked against ``clock``); ``/api/reject/KEY?times=N`` answers 401 to its first N
-    requests whatever the token. Every request is logged (with its body)."""
+    requests whatever the token; SSE and WebSocket endpoints from :mod:`.streams`. Every
+    request is logged (with its body and ``Last-Event-ID``)."""
+    from .streams import add_stream_routes
+
     log = log if log is not None else RealmLog()
     rejected: dict[str, int] = {}
 
@@ -227,19 +241,15 @@ def realm_app(
                     "reason": reason,
                     "body": body,
                     "t": time.time(),
+                    "last_event_id": request.headers.get("Last-Event-ID"),
                 }
             )
             try:
                 resp = await handler(request)
             except web.HTTPException as exc:
                 resp = exc
-        origin = request.headers.get("Origin")
-        resp.headers["Access-Control-Allow-Origin"] = origin or "*"
-        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
-        resp.headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
-        resp.headers["Access-Control-Max-Age"] = "600"
-        resp.headers["Vary"] = "Origin"
-        resp.headers["Cache-Control"] = "no-store"
+        if not resp.prepared:  # streams set their headers before they start
+            resp.headers.update(cors_headers(request))
         return resp
 
     def unauthorized(reason: str) -> web.Response:
@@ -275,6 +285,7 @@ def realm_app(
     app.router.add_get("/img/{name}", image)
     app.router.add_route("*", "/api/reject/{key}", reject)
     app.router.add_route("*", "/api/{name}", api)
+    add_stream_routes(app, secret=secret, clock=clock, log=log, denied=denied)
     return app
 
 
@@ -296,7 +307,7 @@ class ServerThread:
         origin = f"http://{host}:{sock.getsockname()[1]}"
 
         async def start() -> None:
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             await web.SockSite(runner, sock).start()
             self._runners[origin] = runner
