@@ -147,6 +147,16 @@
         },
       };
     },
+    // WebSocket with token rotation: {onMessage(data), onStateChange(state), tokenIn: 'message'|'url'}.
+    // Resolves to {send(message), close(), state}; sends made while (re)connecting are buffered.
+    socket: (url, options = {}) => call((rt) => {
+      const sock = rt.socket(url, options);
+      return {
+        send: (message) => { try { sock.send(message); } catch (err) { throw plainError(err); } },
+        close: () => { sock.close(); sock.destroy(); },
+        get state() { return sock.state; },
+      };
+    }),
     state: () => call((rt) => rt.state_json()).then((json) => JSON.parse(json)),
     pyodide: null,  // the Pyodide instance, once ready: run your own Python next to the runtime
     config: Object.freeze({ ...config }),

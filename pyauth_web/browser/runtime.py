@@ -26,6 +26,7 @@ from pyauth_web.browser import fetch as auth_fetch
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
 from pyauth_web.browser.sse import StreamHandle, start_stream
+from pyauth_web.browser.ws import RotatingSocket
 from pyauth_web.prewarm import Prewarm
 from pyauth_web.refresh import (
     DEFAULT_REFRESH_JITTER,
@@ -259,16 +260,19 @@ class BrowserRuntime:
 
     def _failed(self, error: RefreshError) -> None:
         """One failure episode: tell the host once, and the other tabs once."""
-        detail = {
-            "realmURL": error.realm,
-            "reason": error.reason,
-            "status": error.status,
-            "recoverable": False,
-        }
-        self._dispatch(AUTH_ERROR_EVENT, detail)
+        detail = self._report_auth_error(error.realm, error.reason, error.status)
         if not getattr(error, "relayed", False):
             self._channel.postMessage(_js({"type": "auth-error", **detail}))
+
+    def _failed_stream(self, url: str, reason: str) -> None:
+        """A stream gave up (e.g. too many WebSocket rotations): tell this tab's host once."""
+        self._report_auth_error(self.store.realm_for(url) or url, reason, None)
+
+    def _report_auth_error(self, realm: str, reason: str, status: int | None) -> dict[str, Any]:
+        detail = {"realmURL": realm, "reason": reason, "status": status, "recoverable": False}
+        self._dispatch(AUTH_ERROR_EVENT, detail)
         self._emit("auth-error", **detail)
+        return detail
 
     def _on_channel(self, event: Any) -> None:
         try:
@@ -425,6 +429,20 @@ class BrowserRuntime:
     def stream(self, url: str, options: Any = None) -> StreamHandle:
         """``pyauthWeb.stream(url, {onEvent, onStateChange, resync})``: SSE over fetch."""
         return start_stream(self, url, options)
+
+    def socket(self, url: str, options: Any = None) -> RotatingSocket:
+        """``pyauthWeb.socket(url, {onMessage, onStateChange, tokenIn})``: WebSocket with
+        token rotation (see :mod:`pyauth_web.browser.ws`)."""
+        opts = options.to_py(depth=1) if options is not None else {}
+        sock = RotatingSocket(
+            self,
+            url,
+            token_in=str(opts.get("tokenIn") or "message"),
+            on_message=opts.get("onMessage"),
+            on_state=opts.get("onStateChange"),
+        )
+        self._spawn(sock.start())
+        return sock
 
     def state_json(self) -> str:
         now = self.store.clock()

@@ -38,6 +38,14 @@ def _exp(header: str | None) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
+def _command(text: str) -> str | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data.get("cmd") if isinstance(data, dict) else None
+
+
 def add_stream_routes(
     app: web.Application,
     *,
@@ -130,7 +138,7 @@ def add_stream_routes(
                 }
             )
             expired = exp is not None and clock() >= exp
-            if expired or msg.data == json.dumps({"cmd": "expire"}):
+            if expired or _command(msg.data) == "expire":
                 await ws.send_json({"error": "tokenExpired"})
             else:
                 await ws.send_json({"echo": msg.data})

@@ -104,3 +104,55 @@ ids
         f"{servers.realm}sse/ticker?count=5&interval=0.05",
     )
     assert ids == ["1", "2", "3", "4", "5"]
+
+
+OPEN_SOCKET = """async (url) => {
+  window.__ws = []; window.__wsStates = [];
+  window.__socket = await pyauthWeb.socket(url, {
+    onMessage: (m) => window.__ws.push(JSON.parse(m)),
+    onStateChange: (s) => {
+      window.__wsStates.push(s);
+      // A message sent while the token is being swapped must arrive exactly once.
+      if (s === 'rotating') window.__socket.send(`during-swap-${window.__wsStates.length}`);
+    },
+  });
+}"""
+
+
+def ws_entries(servers: Servers, path: str, since: float) -> list[dict[str, object]]:
+    return [e for e in servers.realm_log.entries
+            if e["method"] == "WS" and e["path"] == path and e["t"] >= since]
+
+
+def test_websocket_rotates_on_token_expired_and_caps_rotations(
+    app_page: Page, servers: Servers, page_errors: list[str]
+) -> None:
+    app_page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token()])
+    since = time.time()
+    ws_url = servers.realm.replace("http://", "ws://") + "ws"
+    app_page.evaluate(OPEN_SOCKET, ws_url)
+    app_page.wait_for_function("() => window.__wsStates.includes('open')")
+    app_page.evaluate("() => window.__socket.send('hello')")
+    app_page.wait_for_function("() => window.__ws.some((m) => m.echo === 'hello')")
+    for n in range(1, 4):  # three rotations within 60 s are allowed
+        app_page.evaluate("() => window.__socket.send(JSON.stringify({cmd: 'expire'}))")
+        app_page.wait_for_function(
+            "(n) => window.__wsStates.filter((s) => s === 'rotating').length === n "
+            "&& window.__wsStates[window.__wsStates.length - 1] === 'open'", arg=n)
+    connects = ws_entries(servers, "/ws", since)
+    assert len(connects) == 4 and all(e["valid"] for e in connects)
+    assert len({e["auth"] for e in connects}) == 4  # a freshly refreshed token each time
+    assert len(servers.issuer.refreshes(since)) == 3
+    bodies = [e["body"] for e in ws_entries(servers, "/ws/message", since)]
+    swaps = [b for b in bodies if str(b).startswith("during-swap")]
+    assert len(swaps) == 3 and len(set(swaps)) == 3  # each buffered message arrived once
+    # The 4th rotation within 60 s ends the socket: terminal 'closed', one auth error.
+    app_page.evaluate("() => window.__socket.send(JSON.stringify({cmd: 'expire'}))")
+    app_page.wait_for_function("() => window.__wsStates[window.__wsStates.length - 1] === 'closed'")
+    errors = app_page.evaluate("() => window.__authErrors")
+    assert len(errors) == 1 and errors[0]["reason"] == "rotation limit"
+    assert len(ws_entries(servers, "/ws", since)) == 4
+    message = app_page.evaluate(
+        "() => { try { window.__socket.send('late'); return null; } catch (e) { return e.message; } }")
+    assert message and "closed" in message
+    assert page_errors == []

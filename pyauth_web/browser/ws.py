@@ -1,0 +1,224 @@
+"""WebSocket with token rotation, driving the sans-I/O
+:class:`~pyauth_web.ws_rotation.RotationTracker`.
+
+The token goes in the first message (``{"type": "auth", "token"}``, default) or in the URL
+(``?access_token=``). When the server says the token expired (a message matching the policy's
+predicate, default ``{"error": "tokenExpired"}``) or the token gets within the skew margin, a
+new socket is opened with a freshly *forced* refreshed token, then the old one is closed;
+messages sent meanwhile are buffered (bounded) and replayed in order. More than 3 rotations in
+60 s, or a failed refresh, ends in the terminal ``closed`` state with one
+``console:auth-error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import js
+from pyodide.ffi import JsException
+from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
+
+from pyauth_web.refresh import RefreshError
+from pyauth_web.tokens import token_expiry
+from pyauth_web.ws_rotation import RotationPolicy, RotationTracker
+
+if TYPE_CHECKING:
+    from pyauth_web.browser.runtime import BrowserRuntime
+
+
+def http_equivalent(ws_url: str) -> str:
+    """``ws://h/p`` -> ``http://h/p`` (realms are http(s) prefixes)."""
+    parts = urlsplit(ws_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, *parts[1:]))
+
+
+class RotatingSocket:
+    def __init__(
+        self,
+        runtime: BrowserRuntime,
+        url: str,
+        *,
+        token_in: str = "message",
+        on_message: Callable[[Any], Any] | None = None,
+        on_state: Callable[[str], Any] | None = None,
+        policy: RotationPolicy | None = None,
+    ) -> None:
+        if token_in not in ("message", "url"):
+            raise ValueError("tokenIn must be 'message' or 'url'")
+        self.rt = runtime
+        self.url = url
+        self.http_url = http_equivalent(url)
+        self.token_in = token_in
+        self.on_message = on_message
+        self.on_state = on_state
+        self.tracker = RotationTracker(policy, clock=runtime.store.clock)
+        self.token: str | None = None
+        self.ws: Any = None
+        self.rotations = 0
+        self._listeners: list[tuple[Any, str, Callable[[Any], None]]] = []
+        self._expiry: asyncio.TimerHandle | None = None
+        self._state = ""
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    # -- sockets --------------------------------------------------------------------------
+    async def _open(self, token: str | None) -> Any:
+        url = self.url
+        if self.token_in == "url" and token:
+            url += ("&" if "?" in url else "?") + urlencode({"access_token": token})
+        ws = js.WebSocket.new(url)
+        opened: asyncio.Future[bool] = asyncio.get_event_loop().create_future()
+
+        def settle(ok: bool) -> None:
+            if not opened.done():
+                opened.set_result(ok)
+
+        self._listen(ws, "open", lambda _e: settle(True))
+        self._listen(ws, "error", lambda _e: settle(False))
+        self._listen(ws, "close", lambda e: (settle(False), self._on_close(ws, e)))
+        self._listen(ws, "message", lambda e: self._on_message(ws, e))
+        if not await opened:
+            self._forget(ws)
+            raise ConnectionError(f"WebSocket to {self.url} did not open")
+        if self.token_in == "message" and token:
+            ws.send(json.dumps({"type": "auth", "token": token}))
+        return ws
+
+    def _listen(self, ws: Any, name: str, handler: Callable[[Any], Any]) -> None:
+        add_event_listener(ws, name, handler)
+        self._listeners.append((ws, name, handler))
+
+    def _forget(self, ws: Any) -> None:
+        """Drop a socket's listeners (and their proxies)."""
+        keep = []
+        for target, name, handler in self._listeners:
+            if target is ws:
+                remove_event_listener(target, name, handler)
+            else:
+                keep.append((target, name, handler))
+        self._listeners = keep
+
+    def _on_message(self, ws: Any, event: Any) -> None:
+        if ws is not self.ws:  # the old socket during a swap: its news is stale
+            return
+        data = event.data
+        if isinstance(data, str) and self.tracker.should_rotate(message=data):
+            self._spawn(self._rotate())
+        elif self.on_message is not None:
+            self.on_message(data)
+
+    def _on_close(self, ws: Any, event: Any) -> None:
+        # Listeners are removed after this handler returns, not from inside it.
+        loop = asyncio.get_event_loop()
+        if ws is self.ws and self.tracker.state == "open":
+            self.tracker.close("server closed")
+            loop.call_soon(self._finish)
+        elif ws is not self.ws:
+            loop.call_soon(self._forget, ws)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._set_state("connecting")
+        try:
+            self.token = await self.rt.get_token(self.http_url)
+            self.ws = await self._open(self.token)
+        except (RefreshError, ConnectionError, JsException):
+            self.tracker.close("connect failed")
+            self._finish()
+            return
+        for message in self.tracker.opened():
+            self.ws.send(message)
+        self._set_state("open")
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        """Rotate ahead of time when the token gets within the skew margin."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        try:
+            exp = token_expiry(self.token) if self.token else None
+        except ValueError:
+            exp = None
+        if exp is None:
+            return
+        delay = max(0.0, exp - self.rt.store.skew - self.rt.store.clock())
+        self._expiry = asyncio.get_event_loop().call_later(delay, self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        self._expiry = None
+        if self.tracker.should_rotate(
+            token_exp=token_expiry(self.token or ""), skew=self.rt.store.skew
+        ):
+            self._spawn(self._rotate())
+
+    async def _rotate(self) -> None:
+        if not self.tracker.begin_rotation():  # the 4th rotation within the window
+            self._fail("rotation limit")
+            return
+        self._set_state("rotating")
+        realm = self.rt.store.realm_for(self.http_url)
+        try:
+            if realm is None or self.token is None or not self.rt.has_refresher:
+                raise RefreshError(self.http_url, "no token to refresh")
+            token = await self.rt.coordinator.refresh(realm, self.token)  # forced
+            new_ws = await self._open(token)
+        except (RefreshError, ConnectionError, JsException):
+            self.tracker.end_rotation(False)
+            self._finish()  # a failed refresh was reported by the coordinator already
+            return
+        old, self.ws, self.token = self.ws, new_ws, token
+        self.rotations += 1
+        old.close(1000, "token rotated")
+        for message in self.tracker.end_rotation(True):
+            new_ws.send(message)
+        self._set_state("open")
+        self._arm_expiry()
+
+    def _fail(self, reason: str) -> None:
+        self.rt._failed_stream(self.http_url, reason)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.ws is not None and self.ws.readyState <= 1:
+            self.ws.close(1000, "closed")
+        for target, name, handler in self._listeners:
+            remove_event_listener(target, name, handler)
+        self._listeners = []
+        self._set_state("closed")
+
+    def _spawn(self, coro: Any) -> None:
+        self.rt._spawn(coro)
+
+    # -- API ------------------------------------------------------------------------------
+    def send(self, message: str) -> None:
+        """Send now, or buffer while (re)connecting; raises once the socket is closed."""
+        reported = len(self.tracker.warnings)
+        for item in self.tracker.send(message):
+            self.ws.send(item)
+        for warning in self.tracker.warnings[reported:]:
+            self.rt._warn(f"WebSocket {self.url}: {warning}")
+
+    def close(self) -> None:
+        self.tracker.close()
+        self._finish()
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.tracker.warnings)
