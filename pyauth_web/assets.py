@@ -7,6 +7,7 @@ never touches the network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -167,8 +168,13 @@ def bundle(out: Path, cache: Path, own_wheel: Path | None = None) -> Bundle:
         shutil.copy2(path, out / "wheels" / path.name)
     shutil.copy2(static_file("pyauth-web.js"), out / "pyauth-web.js")
     shutil.copy2(static_file("sw.js"), out / "sw.js")
+    digest = hashlib.sha256(PYODIDE_VERSION.encode())
+    for path in sorted(wheel_files.values()):
+        digest.update(path.name.encode() + path.read_bytes())
     manifest = {
         "pyodide": PYODIDE_VERSION,
+        # Names the memory snapshot the loader caches: a new bundle never uses an old one.
+        "snapshotKey": digest.hexdigest()[:16],
         "wheels": [{"name": n, "file": p.name} for n, p in wheel_files.items()],
         "install": list(INSTALLED_AT_BOOT),
     }

@@ -1,0 +1,16 @@
+"""Imported before the loader takes Pyodide's memory snapshot: the pure-Python core and PyJWT.
+
+Nothing here touches the browser (``js``) or reads a token, so the snapshot holds code only.
+"""
+
+from pyauth_web import (  # noqa: F401
+    authflow,
+    oauth,
+    prewarm,
+    protocol,
+    refresh,
+    sse,
+    sse_policy,
+    tokens,
+    ws_rotation,
+)
