@@ -42,9 +42,22 @@ def load_config() -> Any:
 CONFIG = load_config()
 
 
+class ShiftedClock:
+    """The realm server's and issuer's clock, moved along with the pages' fake clock."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 class Bench:
-    def __init__(self, browser: Browser, host: str, realm: str, issuer: Issuer) -> None:
+    def __init__(
+        self, browser: Browser, host: str, realm: str, issuer: Issuer, clock: ShiftedClock
+    ) -> None:
         self.browser, self.host, self.realm, self.issuer = browser, host, realm, issuer
+        self.clock = clock
 
     def context(self) -> BrowserContext:
         ctx = self.browser.new_context()
@@ -132,6 +145,49 @@ class Bench:
         ctx.close()
         return loaded
 
+    def refresh_across_expiry(self, tabs: int = 5) -> tuple[int, int]:
+        """(refresh requests, images loaded of tabs*50) when every tab's token expires at once."""
+        ctx = self.context()
+        ctx.clock.install()
+        first = ctx.new_page()
+        self._controlled(
+            first, f"{self.host}/b/python-handler.html", self.issuer.mint(self.realm, ttl=3600)
+        )
+        run = uuid.uuid4().hex[:8]
+        pages = [ctx.new_page() for _ in range(tabs)]
+        for page in pages:
+            page.goto(f"{self.host}/b/images.html?run={run}")
+        for page in pages:
+            page.evaluate("() => pyauthWeb.ready.then(() => true)")
+        first.close()
+        since = time.time()
+        self.clock.offset = 3600.0
+        ctx.clock.fast_forward("01:00:00")  # every tab's token is past its skew margin now
+        for page in pages:  # each tab waits until it holds a fresh token again
+            page.wait_for_function(
+                "async () => (await pyauthWeb.state()).tokens.every((t) => t.fresh)"
+            )
+        loaded = sum(int(page.evaluate("() => loadImages(1)")) for page in pages)
+        self.clock.offset = 0.0
+        refreshes = len(self.issuer.refreshes(since))
+        ctx.close()
+        return refreshes, loaded
+
+    def memory(self) -> dict[str, float]:
+        """JS heap (CDP) and wasm memory of a page after ready, in MB."""
+        ctx = self.context()
+        page = ctx.new_page()
+        page.goto(f"{self.host}/b/python-handler.html")
+        page.evaluate("() => pyauthWeb.ready.then(() => true)")
+        page.reload()  # the steady state: started from the snapshot
+        page.evaluate("() => pyauthWeb.ready.then(() => true)")
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        wasm = page.evaluate("() => pyauthWeb.pyodide._module.HEAP8.buffer.byteLength")
+        ctx.close()
+        return {"js_heap": metrics["JSHeapUsedSize"] / 1e6, "wasm": wasm / 1e6}
+
 
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):8.1f}  ({min(values):.1f}–{max(values):.1f})"
@@ -152,15 +208,16 @@ def main() -> int:
     assets.vendor(cache)
     bundle = assets.bundle(Path(tempfile.mkdtemp(prefix="pyauth-bench-")), cache).root
     thread = ServerThread()
-    issuer = Issuer()
-    realm = thread.serve(realm_app(log=RealmLog())) + "/"
+    clock = ShiftedClock()
+    issuer = Issuer(clock=clock)
+    realm = thread.serve(realm_app(log=RealmLog(), clock=clock)) + "/"
     host = thread.serve(
         host_app(bundle, issuer=issuer, page_vars={"REALM": realm}, extra_dirs={"b": PAGES})
     )
     rows: list[tuple[str, str, str]] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CONFIG.BROWSER_PATH, args=CONFIG.LAUNCH_ARGS)
-        bench = Bench(browser, host, realm, issuer)
+        bench = Bench(browser, host, realm, issuer, clock)
         t0 = time.time()
         boots = [bench.boot() for _ in range(args.runs)]
         col = {k: [b[k] for b in boots] for k in boots[0]}
@@ -191,6 +248,24 @@ def main() -> int:
         for keep, label in ((False, "worker knows nothing"), (True, "worker state kept")):
             counts = [float(bench.first_paint(keep)) for _ in range(args.runs)]
             rows.append((f"first-paint images of 50 ({label})", summary(counts), "target 50"))
+        expiry = [bench.refresh_across_expiry() for _ in range(args.runs)]
+        rows.append(
+            (
+                "refresh requests, 5 tabs x 50 images, one expiry",
+                summary([float(r) for r, _ in expiry]),
+                "target 1",
+            )
+        )
+        rows.append(
+            (
+                "  images loaded after the expiry (of 250)",
+                summary([float(n) for _, n in expiry]),
+                "target 250",
+            )
+        )
+        mem = [bench.memory() for _ in range(args.runs)]
+        rows.append(("memory after ready: JS heap (MB)", summary([m["js_heap"] for m in mem]), ""))
+        rows.append(("memory after ready: wasm (MB)", summary([m["wasm"] for m in mem]), ""))
         browser.close()
     thread.close()
     width = max(len(r[0]) for r in rows)
