@@ -9,7 +9,6 @@ Prints one table; every figure is a median over repeated runs with min/max, and 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -17,29 +16,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from pyauth_web import assets
+from pyauth_web.demo.browser import launch_chromium, load_playwright_config
 from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+from pyauth_web.tokens import DEFAULT_STORAGE_KEY
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = Path(__file__).with_name("pages")
-STORAGE_KEY = "pyauth-web:session"
+STORAGE_KEY = DEFAULT_STORAGE_KEY
 
 
-def load_config() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "playwright_config", ROOT / "playwright.config.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CONFIG = load_config()
+CONFIG = load_playwright_config()
 
 
 class ShiftedClock:
@@ -216,7 +205,7 @@ def main() -> int:
     )
     rows: list[tuple[str, str, str]] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CONFIG.BROWSER_PATH, args=CONFIG.LAUNCH_ARGS)
+        browser = launch_chromium(pw, CONFIG)
         bench = Bench(browser, host, realm, issuer, clock)
         t0 = time.time()
         boots = [bench.boot() for _ in range(args.runs)]

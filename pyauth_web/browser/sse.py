@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import js
 from pyodide.ffi import JsException, to_js
 
+from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from pyauth_web.sse_policy import End, Open, Reconnect, RefreshAndReconnect, SSEPolicy
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from pyauth_web.browser.runtime import BrowserRuntime
 
 
-class EventStream:
+class EventStream(StateReporter):
     """An async iterator of :class:`ServerSentEvent`; each connect asks for the current token."""
 
     def __init__(
@@ -54,17 +55,6 @@ class EventStream:
         self.max_event_size = max_event_size
         self.connects = 0
         self._abort: Any = None
-        self._state = ""
-
-    @property
-    def state(self) -> str:
-        return self._state
-
-    def _set_state(self, state: str) -> None:
-        if state != self._state:
-            self._state = state
-            if self.on_state is not None:
-                self.on_state(state)
 
     async def __aenter__(self) -> EventStream:
         return self

@@ -22,6 +22,7 @@ import js
 from pyodide.ffi import JsException
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
+from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.tokens import token_expiry
 from pyauth_web.ws_rotation import RotationPolicy, RotationTracker
@@ -37,7 +38,7 @@ def http_equivalent(ws_url: str) -> str:
     return urlunsplit((scheme, *parts[1:]))
 
 
-class RotatingSocket:
+class RotatingSocket(StateReporter):
     def __init__(
         self,
         runtime: BrowserRuntime,
@@ -62,17 +63,6 @@ class RotatingSocket:
         self.rotations = 0
         self._listeners: list[tuple[Any, str, Callable[[Any], None]]] = []
         self._expiry: asyncio.TimerHandle | None = None
-        self._state = ""
-
-    @property
-    def state(self) -> str:
-        return self._state
-
-    def _set_state(self, state: str) -> None:
-        if state != self._state:
-            self._state = state
-            if self.on_state is not None:
-                self.on_state(state)
 
     # -- sockets --------------------------------------------------------------------------
     async def _open(self, token: str | None) -> Any:

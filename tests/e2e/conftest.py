@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,24 +12,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from pyauth_web import assets
+from pyauth_web.demo.browser import launch_chromium, load_playwright_config
 from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+from pyauth_web.tokens import DEFAULT_STORAGE_KEY
 
-ROOT = Path(__file__).resolve().parents[2]
 PAGES = Path(__file__).with_name("pages")
-STORAGE_KEY = "pyauth-web:session"
+STORAGE_KEY = DEFAULT_STORAGE_KEY
 
 
-def _load_config() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "playwright_config", ROOT / "playwright.config.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CONFIG = _load_config()
+CONFIG = load_playwright_config()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -84,9 +74,7 @@ def servers(bundle_dir: Path) -> Iterator[Servers]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CONFIG.BROWSER_PATH, args=CONFIG.LAUNCH_ARGS, headless=CONFIG.HEADLESS
-        )
+        browser = launch_chromium(pw, CONFIG)
         yield browser
         browser.close()
 

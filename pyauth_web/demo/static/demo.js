@@ -47,12 +47,27 @@ document.getElementById('login').onclick = async () => { await pyauthWeb.setToke
 document.getElementById('short').onclick = async () => { await pyauthWeb.setToken(realm, await mint(70)); loadImages(); };
 document.getElementById('logout').onclick = async () => { await pyauthWeb.clearTokens(); loadImages(); };
 document.getElementById('reload').onclick = loadImages;
+document.getElementById('api').onclick = async () => {
+  const resp = await pyauthWeb.fetch(`${realm}api/profile`);
+  logEvent(`API ${resp.status} ${JSON.stringify(await resp.json())}`);
+};
+window.addEventListener('console:auth-error', (e) => logEvent(`console:auth-error ${JSON.stringify(e.detail)}`));
+
+function startStream() {
+  const out = document.getElementById('sse');
+  let state = '';
+  pyauthWeb.stream(`${realm}sse/ticker?count=100000&interval=2`, {
+    onEvent: (e) => { out.textContent = `stream ${state}: event ${e.id} (${e.data})`; },
+    onStateChange: (s) => { state = s; out.textContent = `stream ${s}`; },
+  });
+}
 
 const t0 = performance.now();
 pyauthWeb.ready.then(async () => {
   logEvent(`Python runtime ready in ${Math.round(performance.now() - t0)} ms`);
   if (!(await pyauthWeb.getToken(realm))) await pyauthWeb.setToken(realm, await mint(120));
   loadImages();
+  startStream();
   setInterval(refreshState, 1000);
   refreshState();
 }, (err) => logEvent(`runtime failed: ${err.message}`));
