@@ -48,6 +48,7 @@ from pyauth_web.tokens import (
 
 AUTH_ERROR_EVENT = "console:auth-error"
 REFRESHED_EVENT = "pyauth-web:token-refreshed"
+MAX_TIMER = 30.0  # s: the proactive timer re-checks the wall clock at least this often
 WAKE_EVENTS = (
     ("document", "visibilitychange"),
     ("window", "focus"),
@@ -86,12 +87,14 @@ class BrowserRuntime:
             "refreshes": 0,
         }
         self._rng = random.Random()
-        self._refresh_due: dict[str, float] = {}  # realm -> when to refresh proactively
+        # realm -> (token, when to refresh it proactively); the jitter is drawn once per token
+        self._refresh_due: dict[str, tuple[str, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self.prewarm = Prewarm()
         self._prewarm_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.oauth: OAuthRefresher | None = None
+        self._refresher: Any = None
         self.has_refresher = False
         self.coordinator = self._make_coordinator(None, BackoffPolicy())
         if config.get("refreshURL"):
@@ -129,7 +132,7 @@ class BrowserRuntime:
         ``oauth: {tokenEndpoint, clientId, scope?}``, ``skew``, ``jitter``,
         ``retry: {attempts, base, cap}`` (seconds)."""
         opts = options.to_py(depth=1) if isinstance(options, JsProxy) else dict(options)
-        refresher: Any = None
+        refresher: Any = self._refresher  # options without a refresher keep the current one
         if opts.get("refresh") is not None:
             refresher = callback_refresher(opts["refresh"])
         elif opts.get("refreshURL"):
@@ -153,7 +156,9 @@ class BrowserRuntime:
         backoff = BackoffPolicy(**{k: retry[k] for k in ("attempts", "base", "cap") if k in retry})
         self.coordinator.cancel_all("reconfigured")
         self.coordinator = self._make_coordinator(refresher, backoff)
+        self._refresher = refresher
         self.has_refresher = refresher is not None
+        self._refresh_due.clear()  # skew or jitter may have changed
         self._plan_all()
         self._schedule()
         self.sync_worker()
@@ -208,13 +213,15 @@ class BrowserRuntime:
         realm = self.store.realm_for(url)
         if entry is None and realm is not None and self._can_refresh(realm):
             port.postMessage(_js({"type": protocol.PENDING}))
-            self._spawn(self._answer_after_refresh(url, realm, port))
+            self._spawn(self._answer_after_refresh(url, realm, port, self._current_token(realm)))
             return
         self._reply(port, entry)
 
-    async def _answer_after_refresh(self, url: str, realm: str, port: Any) -> None:
+    async def _answer_after_refresh(
+        self, url: str, realm: str, port: Any, stale: str | None
+    ) -> None:
         try:
-            await self._refresh(realm)
+            await self._refresh(realm, stale)
         except RefreshError:
             pass
         self._reply(port, self.store.lookup(url))  # after a logout this is {}: no resurrection
@@ -228,9 +235,14 @@ class BrowserRuntime:
     def _can_refresh(self, realm: str) -> bool:
         return self.has_refresher and self.coordinator.failed(realm) is None
 
-    async def _refresh(self, realm: str) -> str:
-        stale = self.store.entries().get(realm)
-        return await self.coordinator.refresh(realm, stale.token if stale else None)
+    def _current_token(self, realm: str) -> str | None:
+        entry = self.store.entries().get(realm)
+        return entry.token if entry else None
+
+    async def _refresh(self, realm: str, stale: str | None = None) -> str:
+        """Refresh ``realm``'s token ``stale`` (default: the one held now). Pass the token seen
+        when the refresh was decided: if a sibling replaced it meanwhile, that one is used."""
+        return await self.coordinator.refresh(realm, stale or self._current_token(realm))
 
     async def _reread(self, realm: str) -> str | None:
         self._reload()
@@ -294,27 +306,39 @@ class BrowserRuntime:
         self.coordinator.fail(error)
 
     def _plan(self, entry: TokenEntry) -> None:
+        planned = self._refresh_due.get(entry.realm)
+        if planned is not None and planned[0] == entry.token:
+            return
         due = refresh_at(entry.exp, self.store.skew, self.jitter, self._rng)
         if due is None:
             self._refresh_due.pop(entry.realm, None)
         else:
-            self._refresh_due[entry.realm] = due
+            self._refresh_due[entry.realm] = (entry.token, due)
 
     def _plan_all(self) -> None:
-        self._refresh_due.clear()
-        for entry in self.store.entries().values():
+        entries = self.store.entries()
+        for realm in [r for r in self._refresh_due if r not in entries]:
+            del self._refresh_due[realm]
+        for entry in entries.values():
             self._plan(entry)
 
-    def _schedule(self) -> None:
-        """One timer for the earliest proactive refresh (re-checked on every wake-up)."""
+    def _schedule(self, after_check: bool = False) -> None:
+        """One timer for the earliest proactive refresh (re-checked on every wake-up).
+
+        Long timers drift or freeze in background tabs, so it fires at least every 30 s and
+        compares with the wall clock. Right after a check, an overdue realm (hidden tab, or a
+        refresh in flight) is looked at again in 30 s, not in a busy loop; failed realms wait
+        for a new token."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._refresh_due:
+        dues = [due for realm, (_, due) in self._refresh_due.items() if self._can_refresh(realm)]
+        if not dues:
             return
-        delay = max(0.0, min(self._refresh_due.values()) - self.store.clock())
-        # Long timers drift in background tabs; wake at least every 30 s and re-check the clock.
-        self._timer = asyncio.get_event_loop().call_later(min(delay, 30.0), self._check_due)
+        delay = min(dues) - self.store.clock()
+        if delay <= 0:
+            delay = MAX_TIMER if after_check else 0.0
+        self._timer = asyncio.get_event_loop().call_later(min(delay, MAX_TIMER), self._check_due)
 
     def _check_due(self) -> None:
         """The proactive timer. A hidden tab does not refresh ahead of time: nobody is looking,
@@ -322,18 +346,18 @@ class BrowserRuntime:
         self._timer = None
         now = self.store.clock()
         if js.document.visibilityState != "hidden":
-            for realm, due in list(self._refresh_due.items()):
+            for realm, (_, due) in list(self._refresh_due.items()):
                 if now >= due and not self.coordinator.in_flight(realm):
                     self._start_refresh(realm)
-        self._schedule()
+        self._schedule(after_check=True)
 
     def _start_refresh(self, realm: str) -> None:
         if self._can_refresh(realm):
-            self._spawn(self._proactive(realm))
+            self._spawn(self._proactive(realm, self._current_token(realm)))
 
-    async def _proactive(self, realm: str) -> None:
+    async def _proactive(self, realm: str, stale: str | None) -> None:
         try:
-            await self._refresh(realm)
+            await self._refresh(realm, stale)
         except RefreshError:
             pass  # reported once through console:auth-error
 
@@ -455,7 +479,7 @@ class BrowserRuntime:
                         "realmURL": e.realm,
                         "exp": e.exp,
                         "fresh": e.is_fresh(now, self.store.skew),
-                        "refreshAt": self._refresh_due.get(e.realm),
+                        "refreshAt": self._refresh_due.get(e.realm, (None, None))[1],
                         "failed": bool(self.coordinator.failed(e.realm)),
                     }
                     for e in self.store.entries().values()

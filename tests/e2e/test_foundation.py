@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from conftest import (
     COUNT_TOKEN_REQUESTS,
@@ -96,6 +97,24 @@ def test_twenty_concurrent_misses_share_one_round_trip(
     assert statuses == [200] * 20
     assert page.evaluate("() => window.__tokenRequests") == [url]
     assert bearer(servers, f"/img/burst-{run_id}") == [f"Bearer {token}"] * 20
+
+
+def test_worker_asks_another_window_when_the_initiator_is_silent(
+    context: BrowserContext, new_page: Any, servers: Servers, run_id: str
+) -> None:
+    runtime_tab = new_page()
+    open_app(runtime_tab, servers)
+    token = servers.token()
+    runtime_tab.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    silent_tab = new_page()
+    silent_tab.goto(servers.host + "/t/bare.html")  # controlled, but runs no runtime
+    wait_controlled(silent_tab)
+    stop_service_worker(context, silent_tab, forget=True)  # the worker must ask
+    runtime_tab.evaluate(COUNT_TOKEN_REQUESTS)
+    url = f"{servers.realm}img/other-window-{run_id}"
+    assert silent_tab.evaluate(FETCH_STATUS, url) == 200
+    assert runtime_tab.evaluate("() => window.__tokenRequests") == [url]
+    assert bearer(servers, f"/img/other-window-{run_id}") == [f"Bearer {token}"]
 
 
 def test_unanswered_request_falls_through_after_200ms(
