@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -81,10 +82,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh profile; afterwards, every request it made must have stayed on 127.0.0.1."""
     ctx = browser.new_context()
     ctx.set_default_timeout(CONFIG.DEFAULT_TIMEOUT_MS)
+    hosts: set[str] = set()
+    ctx.on("request", lambda req: hosts.add(urlsplit(req.url).hostname or req.url.split(":")[0]))
     yield ctx
     ctx.close()
+    assert hosts <= {CONFIG.HOST, "data", "blob"}, f"requests left loopback: {hosts}"
 
 
 @pytest.fixture
