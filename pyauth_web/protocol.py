@@ -64,14 +64,6 @@ def token_reply(entry: TokenEntry | None) -> Message:
     return {"realmURL": entry.realm, "token": entry.token, "exp": entry.exp}
 
 
-def answer_token_request(store: TokenStore, data: object) -> Message | None:
-    """Reply for a SW token request, or ``None`` when ``data`` is not one (ignore it)."""
-    url = parse_token_request(data)
-    if url is None:
-        return None
-    return token_reply(store.lookup(url))
-
-
 def sync_tokens(store: TokenStore, realms: list[str] | tuple[str, ...] = ()) -> Message:
     """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for."""
     entries = store.entries()

@@ -188,8 +188,9 @@ async function askPage(requestURL, clientId) {
   if (!reply || !isRealm(reply.realmURL) || !isStr(reply.token) || !isExp(reply.exp)) return null;
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
   if (clearedAt > startSeq || (removedAt.get(reply.realmURL) || 0) > startSeq) return null;
+  const known = tokens.get(reply.realmURL);
   putToken(reply.realmURL, reply.token, reply.exp);
-  save();
+  if (!known || known.token !== reply.token) save();
   return reply;
 }
 

@@ -35,18 +35,25 @@ def test_budgets_agree() -> None:
     assert f"PENDING_BUDGET_MS = {protocol.PENDING_BUDGET_MS};" in source
 
 
+def answer(store: TokenStore, data: object) -> dict[str, object]:
+    """What the page replies (the runtime's path for a fresh token)."""
+    url = protocol.parse_token_request(data)
+    assert url is not None
+    return protocol.token_reply(store.lookup(url))
+
+
 def test_answer_token_request() -> None:
     store = TokenStore(clock=lambda: NOW)
     token = jwt.encode({"exp": int(NOW + 3600)}, "k" * 32, algorithm="HS256")
     store.set("https://a.example/", token)
     req = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://a.example/img/1"}
-    assert protocol.answer_token_request(store, req) == {
+    assert answer(store, req) == {
         "realmURL": "https://a.example/",
         "token": token,
         "exp": NOW + 3600,
     }
     miss = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://b.example/"}
-    assert protocol.answer_token_request(store, miss) == {}
+    assert answer(store, miss) == {}
 
 
 def test_malformed_requests_are_ignored() -> None:
@@ -62,9 +69,9 @@ def test_malformed_requests_are_ignored() -> None:
         {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": 7},
         {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "x" * 10_000},
     ):
-        assert protocol.answer_token_request(store, bad) is None
+        assert protocol.parse_token_request(bad) is None
     odd = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "not a url"}
-    assert protocol.answer_token_request(store, odd) == {}
+    assert answer(store, odd) == {}
 
 
 def test_sync_message_lists_configured_realms() -> None:
