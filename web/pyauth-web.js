@@ -41,12 +41,17 @@
     return realms;
   }
 
+  let bootFailed = false;
+
   function onWorkerMessage(event) {
     if (runtime) { runtime.handle_sw_message(event.data, event.ports[0]); return; }
     const msg = event.data;
     const port = event.ports[0];
     if (!port || !msg || msg.type !== MSG.REQUEST_REALM_TOKEN || typeof msg.requestURL !== 'string') return;
-    if (!candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) { port.postMessage({}); return; }
+    if (bootFailed || !candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) {
+      port.postMessage({});
+      return;
+    }
     port.postMessage({ type: MSG.PENDING });
     early.push(event);
   }
@@ -56,11 +61,10 @@
   if (sw) {
     sw.addEventListener('message', onWorkerMessage);
     sw.startMessages();
-    if (config.sw) {
-      registration = sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
-        .then(() => sw.ready)
-        .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
-    }
+    // With no data-sw, the host registers the worker itself: sync with whichever is ready.
+    registration = config.sw === null ? sw.ready : sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
+      .then(() => sw.ready)
+      .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
   }
 
   function postToWorker(message) {
@@ -83,6 +87,15 @@
   async function call(fn) {
     await ready;
     try { return await fn(runtime); } catch (err) { throw plainError(err); }
+  }
+
+  // If the runtime could not start, fetch still works, unauthenticated (the server's 401 is
+  // the host's to handle), rather than failing every request of the page.
+  function authFetch(input, init, fetchFn) {
+    return ready.then(
+      () => call((rt) => rt.fetch(input, init, fetchFn)),
+      () => (fetchFn || fetch)(input, init),
+    );
   }
 
   // --- boot -----------------------------------------------------------------------------------
@@ -127,6 +140,7 @@
     const manifest = await (await fetchAsset('manifest.json')).json();
     const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
     const wheelBytes = wheels.map((w) => fetchAsset(`wheels/${w.file}`).then((r) => r.arrayBuffer()));
+    wheelBytes.forEach((p) => p.catch(() => {}));  // a failure surfaces where it is awaited
     const useSnapshot = config.snapshot && 'caches' in globalThis;
     const snapshotKey = `${base}__snapshot/${manifest.snapshotKey}`;
     let [snapshot] = await Promise.all([
@@ -172,14 +186,14 @@
     removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }),
     clearTokens: () => call((rt) => { rt.clear_tokens(); }),
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
-    fetch: (input, init) => call((rt) => rt.fetch(input, init)),
-    wrapFetch: (fetchFn) => (input, init) => call((rt) => rt.fetch(input, init, fetchFn)),
+    fetch: (input, init) => authFetch(input, init, undefined),
+    wrapFetch: (fetchFn) => (input, init) => authFetch(input, init, fetchFn),
     // SSE over fetch: {onEvent({type, data, id}), onStateChange(state), resync: async () => {}}.
     // Returns {close()} at once; the stream starts when the runtime is ready.
     stream: (url, options = {}) => {
       let handle = null;
       let closed = false;
-      ready.then(() => { if (!closed) handle = runtime.stream(url, options); });
+      ready.then(() => { if (!closed) handle = runtime.stream(url, options); }, () => {});
       return {
         close() {
           closed = true;
@@ -203,6 +217,10 @@
   };
   const ready = boot();
   api.ready = ready;
-  ready.catch((err) => console.error(err));
+  ready.catch((err) => {
+    console.error(err);
+    bootFailed = true;  // the worker's waiting requests fall through now, not after 3 s
+    for (const event of early.splice(0)) event.ports[0].postMessage({});
+  });
   window.pyauthWeb = api;
 })();

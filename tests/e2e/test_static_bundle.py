@@ -10,8 +10,10 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from conftest import Servers, wait_controlled, wait_ready
+from conftest import PAGES, Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+
+from pyauth_web.demo.servers import host_app
 
 HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <script src="/pyauth/pyauth-web.js" data-sw="/sw.js" data-realms="{realm}"></script>
@@ -59,3 +61,33 @@ def test_bundle_served_by_a_plain_static_server(
         httpd.shutdown()
     assert page_errors == []
 
+
+def test_a_broken_bundle_fails_clearly_and_degrades_to_plain_fetch(
+    tmp_path: Path,
+    bundle_dir: Path,
+    page: Page,
+    servers: Servers,
+    run_id: str,
+    page_errors: list[str],
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    (missing,) = (broken / "wheels").glob("pyjwt-*.whl")
+    missing.unlink()
+    host = servers.thread.serve(
+        host_app(
+            broken,
+            issuer=servers.issuer,
+            page_vars={"REALM": servers.realm},
+            extra_dirs={"t": PAGES},
+        )
+    )
+    page.goto(host + "/t/app.html")
+    page.wait_for_function("() => !!window.pyauthWeb")
+    message = page.evaluate("() => pyauthWeb.ready.then(() => null, (e) => e.message)")
+    assert message and "missing bundle asset" in message and missing.name in message
+    status = page.evaluate(
+        "(u) => pyauthWeb.fetch(u).then((r) => r.status)", f"{servers.realm}api/degraded-{run_id}"
+    )
+    assert status == 401  # sent, unauthenticated: the host's 401 handling takes over
+    assert page_errors == []
