@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -80,16 +80,32 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+LOOPBACK_URL = re.compile(rf"^(https?|wss?)://{re.escape(CONFIG.HOST)}[:/]")
+
+
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh profile; afterwards, every request it made must have stayed on 127.0.0.1."""
+    """A fresh profile; afterwards, every request it made must have stayed on 127.0.0.1
+    (the worker's included), except on pages opened with ``external="block"``."""
     ctx = browser.new_context()
     ctx.set_default_timeout(CONFIG.DEFAULT_TIMEOUT_MS)
-    hosts: set[str] = set()
-    ctx.on("request", lambda req: hosts.add(urlsplit(req.url).hostname or req.url.split(":")[0]))
+    ctx.blocked_pages = set()  # type: ignore[attr-defined]
+    left: list[str] = []
+
+    def check(request: Any) -> None:
+        if request.url.startswith(("data:", "blob:")) or LOOPBACK_URL.match(request.url):
+            return
+        try:
+            page = request.frame.page
+        except Exception:  # a service worker's request has no frame
+            page = None
+        if page not in ctx.blocked_pages:  # type: ignore[attr-defined]
+            left.append(request.url)
+
+    ctx.on("request", check)
     yield ctx
     ctx.close()
-    assert hosts <= {CONFIG.HOST, "data", "blob"}, f"requests left loopback: {hosts}"
+    assert left == [], f"requests left loopback: {left}"
 
 
 @pytest.fixture
@@ -102,8 +118,11 @@ def page_errors() -> list[str]:
 def new_page(context: BrowserContext, page_errors: list[str]) -> Any:
     """Open a tab that records auth events, unhandled rejections and page errors."""
 
-    def open_tab() -> Page:
+    def open_tab(external: str = "fail") -> Page:
         page = context.new_page()
+        if external == "block":  # a page that is not ours: abort what would leave loopback
+            context.blocked_pages.add(page)  # type: ignore[attr-defined]
+            page.route(lambda url: not LOOPBACK_URL.match(url), lambda route: route.abort())
         page.add_init_script(RECORD_EVENTS)
         page.on("pageerror", lambda err: page_errors.append(f"pageerror: {err}"))
         return page
