@@ -187,10 +187,85 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+Row = tuple[str, str, str]
+
+
+def boot_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    boots = [bench.boot() for _ in range(args.runs)]
+    col = {k: [b[k] for b in boots] for k in boots[0]}
+    rows: list[Row] = []
+    for temp in ("cold", "warm"):
+        rt, bare = col[f"runtime_{temp}"], col[f"bare_{temp}"]
+        ratios = [r / b for r, b in zip(rt, bare, strict=True)]
+        rows.append(
+            (f"boot-to-ready, {temp} (ms)", summary(rt), f"bare loadPyodide {summary(bare)}")
+        )
+        rows.append((f"  ratio runtime/bare, {temp}", summary(ratios), "target ≤ 0.4 warm"))
+    return rows
+
+
+def roundtrip_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    p50s: dict[str, list[float]] = {"python": [], "js": []}
+    p99s: dict[str, list[float]] = {"python": [], "js": []}
+    for _ in range(args.runs):
+        for name, values in bench.roundtrips(args.requests).items():
+            p50s[name].append(percentile(values, 0.50))
+            p99s[name].append(percentile(values, 0.99))
+    rows: list[Row] = []
+    for q, data in (("p50", p50s), ("p99", p99s)):
+        js_note = f"JS handler {summary(data['js'])}"
+        rows.append((f"token answer {q} (ms), Python", summary(data["python"]), js_note))
+        ratios = [p / j for p, j in zip(data["python"], data["js"], strict=True)]
+        rows.append((f"  ratio Python/JS {q}", summary(ratios), "target p99 ≤ 1.2, < 10 ms"))
+    return rows
+
+
+def first_paint_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    for keep, label in ((False, "worker knows nothing"), (True, "worker state kept")):
+        counts = [float(bench.first_paint(keep)) for _ in range(args.runs)]
+        rows.append((f"first-paint images of 50 ({label})", summary(counts), "target 50"))
+    return rows
+
+
+def expiry_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    expiry = [bench.refresh_across_expiry() for _ in range(args.runs)]
+    refreshes = summary([float(r) for r, _ in expiry])
+    loaded = summary([float(n) for _, n in expiry])
+    return [
+        ("refresh requests, 5 tabs x 50 images, one expiry", refreshes, "target 1"),
+        ("  images loaded after the expiry (of 250)", loaded, "target 250"),
+    ]
+
+
+def memory_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    mem = [bench.memory() for _ in range(args.runs)]
+    return [
+        ("memory after ready: JS heap (MB)", summary([m["js_heap"] for m in mem]), ""),
+        ("memory after ready: wasm (MB)", summary([m["wasm"] for m in mem]), ""),
+    ]
+
+
+SECTIONS = {
+    "boot": boot_rows,
+    "roundtrip": roundtrip_rows,
+    "firstpaint": first_paint_rows,
+    "expiry": expiry_rows,
+    "memory": memory_rows,
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="run these sections only (default: all)",
+    )
     args = parser.parse_args()
 
     cache = assets.default_cache()
@@ -203,58 +278,13 @@ def main() -> int:
     host = thread.serve(
         host_app(bundle, issuer=issuer, page_vars={"REALM": realm}, extra_dirs={"b": PAGES})
     )
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     with sync_playwright() as pw:
         browser = launch_chromium(pw, CONFIG)
         bench = Bench(browser, host, realm, issuer, clock)
         t0 = time.time()
-        boots = [bench.boot() for _ in range(args.runs)]
-        col = {k: [b[k] for b in boots] for k in boots[0]}
-        for temp in ("cold", "warm"):
-            rt, bare = col[f"runtime_{temp}"], col[f"bare_{temp}"]
-            ratios = [r / b for r, b in zip(rt, bare, strict=True)]
-            rows.append(
-                (f"boot-to-ready, {temp} (ms)", summary(rt), f"bare loadPyodide {summary(bare)}")
-            )
-            rows.append((f"  ratio runtime/bare, {temp}", summary(ratios), "target ≤ 0.4 warm"))
-        p50s: dict[str, list[float]] = {"python": [], "js": []}
-        p99s: dict[str, list[float]] = {"python": [], "js": []}
-        for _ in range(args.runs):
-            times = bench.roundtrips(args.requests)
-            for name, values in times.items():
-                p50s[name].append(percentile(values, 0.50))
-                p99s[name].append(percentile(values, 0.99))
-        for q, data in (("p50", p50s), ("p99", p99s)):
-            rows.append(
-                (
-                    f"token answer {q} (ms), Python",
-                    summary(data["python"]),
-                    f"JS handler {summary(data['js'])}",
-                )
-            )
-            ratios = [p / j for p, j in zip(data["python"], data["js"], strict=True)]
-            rows.append((f"  ratio Python/JS {q}", summary(ratios), "target p99 ≤ 1.2, < 10 ms"))
-        for keep, label in ((False, "worker knows nothing"), (True, "worker state kept")):
-            counts = [float(bench.first_paint(keep)) for _ in range(args.runs)]
-            rows.append((f"first-paint images of 50 ({label})", summary(counts), "target 50"))
-        expiry = [bench.refresh_across_expiry() for _ in range(args.runs)]
-        rows.append(
-            (
-                "refresh requests, 5 tabs x 50 images, one expiry",
-                summary([float(r) for r, _ in expiry]),
-                "target 1",
-            )
-        )
-        rows.append(
-            (
-                "  images loaded after the expiry (of 250)",
-                summary([float(n) for _, n in expiry]),
-                "target 250",
-            )
-        )
-        mem = [bench.memory() for _ in range(args.runs)]
-        rows.append(("memory after ready: JS heap (MB)", summary([m["js_heap"] for m in mem]), ""))
-        rows.append(("memory after ready: wasm (MB)", summary([m["wasm"] for m in mem]), ""))
+        for section in args.only:
+            rows.extend(SECTIONS[section](bench, args))
         browser.close()
     thread.close()
     width = max(len(r[0]) for r in rows)
