@@ -131,3 +131,25 @@ def test_corrupt_storage_at_load_keeps_good_tokens(
         wait_ready(page)
         assert page.evaluate(GET_TOKEN, servers.realm) is None
     assert page_errors == []
+
+
+def test_host_callback_refresher_is_single_flight(page: Page, servers: Servers) -> None:
+    page.goto(servers.host + "/t/app.html")
+    wait_ready(page)
+    page.evaluate(
+        """() => {
+          window.__calls = 0;
+          return pyauthWeb.configure({refresh: async (realmURL) => {
+            window.__calls += 1;
+            const resp = await fetch('/token', {method: 'POST', body: JSON.stringify({realm: realmURL})});
+            return (await resp.json()).token;
+          }});
+        }"""
+    )
+    stale = servers.token(ttl=30)  # inside the 60 s skew: every caller needs a refresh
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
+    tokens = page.evaluate(
+        "(u) => Promise.all(Array.from({length: 5}, () => pyauthWeb.getToken(u)))", servers.realm
+    )
+    assert len(set(tokens)) == 1 and tokens[0] != stale
+    assert page.evaluate("() => window.__calls") == 1

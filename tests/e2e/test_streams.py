@@ -10,8 +10,9 @@ from conftest import Servers, wait_ready
 from playwright.sync_api import Page
 
 OPEN_STREAM = """([url, stopAt]) => new Promise((resolve) => {
-  window.__sse = []; window.__states = [];
+  window.__sse = []; window.__states = []; window.__resyncs = 0;
   window.__stream = pyauthWeb.stream(url, {
+    resync: async () => { window.__resyncs += 1; },
     onEvent: (e) => { window.__sse.push(e.id); if (e.id === stopAt) resolve(); },
     onStateChange: (s) => { window.__states.push(s); if (['expired', 'fatal'].includes(s)) resolve(); },
   });
@@ -51,6 +52,7 @@ def test_sse_reconnects_with_the_new_token_and_loses_no_event(
     assert all(e["valid"] for e in seen)
     assert len({e["auth"] for e in seen}) == len(seen)  # a fresh token on every connect
     assert seen[0]["last_event_id"] is None and all(e["last_event_id"] for e in seen[1:])
+    assert app_page.evaluate("() => window.__resyncs") == len(seen) - 1  # before each re-subscribe
 
 
 def test_sse_server_that_closes_at_once_gets_backoff_not_a_storm(
@@ -156,3 +158,23 @@ def test_websocket_rotates_on_token_expired_and_caps_rotations(
         "() => { try { window.__socket.send('late'); return null; } catch (e) { return e.message; } }")
     assert message and "closed" in message
     assert page_errors == []
+
+
+def test_websocket_token_in_the_url(app_page: Page, servers: Servers) -> None:
+    token = servers.token()
+    app_page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    since = time.time()
+    ws_url = servers.realm.replace("http://", "ws://") + "ws"
+    app_page.evaluate(
+        """async (url) => {
+          window.__ws = [];
+          window.__socket = await pyauthWeb.socket(url, {tokenIn: 'url',
+            onMessage: (m) => window.__ws.push(JSON.parse(m))});
+          window.__socket.send('via-url');   // buffered until the socket is open
+        }""",
+        ws_url,
+    )
+    app_page.wait_for_function("() => window.__ws.some((m) => m.echo === 'via-url')")
+    (connect,) = ws_entries(servers, "/ws", since)
+    assert connect["valid"] and connect["auth"] == f"Bearer {token}"
+    app_page.evaluate("() => window.__socket.close()")
