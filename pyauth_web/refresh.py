@@ -157,11 +157,6 @@ def refresh_at(
     return exp - skew - (rng or _RNG).uniform(0.0, jitter)
 
 
-def due(entry: TokenEntry, now: float, skew: float = DEFAULT_SKEW_SECONDS) -> bool:
-    """A refresh is due once the token is no longer fresh (never for a token without exp)."""
-    return not entry.is_fresh(now, skew)
-
-
 def jwt_is_fresh(clock: Clock, skew: float = DEFAULT_SKEW_SECONDS) -> Callable[[str], bool]:
     """``is_fresh(token)`` by the token's JWT ``exp``; a token that is not a JWT is not fresh."""
 

@@ -39,11 +39,9 @@ from pyauth_web.refresh import (
 from pyauth_web.tokens import (
     DEFAULT_SKEW_SECONDS,
     DEFAULT_STORAGE_KEY,
-    InvalidToken,
     TokenEntry,
     TokenStore,
     normalize_realm,
-    token_expiry,
 )
 
 AUTH_ERROR_EVENT = "console:auth-error"
@@ -121,7 +119,7 @@ class BrowserRuntime:
             backoff=backoff,
             lock=lambda realm: web_lock(f"pyauth-web:{self.storage_key}:{realm}"),
             reread=self._reread,
-            is_fresh=self._is_fresh,
+            skew=self.store.skew,  # configure() makes a new coordinator when skew changes
             on_success=self._refreshed,
             on_failure=self._failed,
         )
@@ -210,8 +208,8 @@ class BrowserRuntime:
             return
         self.counters["token_requests"] += 1
         entry = self.store.lookup(url)
-        realm = self.store.realm_for(url)
-        if entry is None and realm is not None and self._can_refresh(realm):
+        realm = self.store.realm_for(url) if entry is None else None  # only on a miss
+        if realm is not None and self._can_refresh(realm):
             port.postMessage(_js({"type": protocol.PENDING}))
             self._spawn(self._answer_after_refresh(url, realm, port, self._current_token(realm)))
             return
@@ -246,15 +244,7 @@ class BrowserRuntime:
 
     async def _reread(self, realm: str) -> str | None:
         self._reload()
-        entry = self.store.entries().get(realm)
-        return entry.token if entry else None
-
-    def _is_fresh(self, token: str) -> bool:
-        try:
-            exp = token_expiry(token)
-        except InvalidToken:
-            return False
-        return TokenEntry("", token, exp).is_fresh(self.store.clock(), self.store.skew)
+        return self._current_token(realm)
 
     def _refreshed(self, realm: str, token: str) -> None:
         """Store a refreshed token (runs under the cross-tab lock)."""

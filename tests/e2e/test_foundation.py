@@ -34,6 +34,19 @@ def bearer(servers: Servers, path: str, log: str = "realm") -> list[str | None]:
     return [e["auth"] for e in entries]
 
 
+def signed_in_then_worker_stopped(
+    context: BrowserContext, page: Page, servers: Servers, *, forget: bool
+) -> str:
+    """Open the app, set a token, then stop the worker (``forget``: and drop its saved
+    state); count the worker's token requests from here on. Returns the token."""
+    open_app(page, servers)
+    token = servers.token()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    stop_service_worker(context, page, forget=forget)
+    page.evaluate(COUNT_TOKEN_REQUESTS)
+    return token
+
+
 def test_token_only_in_local_storage_loads_images_on_first_paint(
     page: Page, servers: Servers, run_id: str, page_errors: list[str]
 ) -> None:
@@ -55,11 +68,8 @@ def test_token_only_in_local_storage_loads_images_on_first_paint(
 def test_worker_restart_keeps_tokens_without_asking(
     context: BrowserContext, page: Page, servers: Servers, run_id: str
 ) -> None:
-    open_app(page, servers)
-    token = servers.token()
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
-    stop_service_worker(context, page)  # memory gone; the saved state survives
-    page.evaluate(COUNT_TOKEN_REQUESTS)
+    # Memory gone with the worker; its saved state survives.
+    token = signed_in_then_worker_stopped(context, page, servers, forget=False)
     url = f"{servers.realm}img/restart-{run_id}"
     assert page.evaluate(FETCH_STATUS, url) == 200
     assert page.evaluate("() => window.__tokenRequests") == []
@@ -69,11 +79,8 @@ def test_worker_restart_keeps_tokens_without_asking(
 def test_cold_start_asks_the_page(
     context: BrowserContext, page: Page, servers: Servers, run_id: str
 ) -> None:
-    open_app(page, servers)
-    token = servers.token()
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
-    stop_service_worker(context, page, forget=True)  # knows no realm at all now
-    page.evaluate(COUNT_TOKEN_REQUESTS)
+    # The worker knows no realm at all now: a cold start.
+    token = signed_in_then_worker_stopped(context, page, servers, forget=True)
     url = f"{servers.realm}img/cold-{run_id}"
     assert page.evaluate(FETCH_STATUS, url) == 200
     assert page.evaluate("() => window.__tokenRequests") == [url]
@@ -83,11 +90,7 @@ def test_cold_start_asks_the_page(
 def test_twenty_concurrent_misses_share_one_round_trip(
     context: BrowserContext, page: Page, servers: Servers, run_id: str
 ) -> None:
-    open_app(page, servers)
-    token = servers.token()
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
-    stop_service_worker(context, page, forget=True)
-    page.evaluate(COUNT_TOKEN_REQUESTS)
+    token = signed_in_then_worker_stopped(context, page, servers, forget=True)
     url = f"{servers.realm}img/burst-{run_id}"
     statuses = page.evaluate(
         "async (url) => Promise.all(Array.from({length: 20}, () => "
