@@ -215,7 +215,7 @@ def realm_app(
     log: RealmLog | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """A resource server: ``/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer
+    """A resource server: ``/img/NAME`` and ``/SCOPE/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer
     JWT (checked against ``clock``); ``/api/reject/KEY?times=N`` answers 401 to its first N
     requests whatever the token; SSE and WebSocket endpoints from :mod:`.streams`. Every
     request is logged (with its body and ``Last-Event-ID``)."""
@@ -283,6 +283,7 @@ def realm_app(
 
     app = web.Application(middlewares=[cors])
     app.router.add_get("/img/{name}", image)
+    app.router.add_get("/{scope}/img/{name}", image)  # path-scoped realms, e.g. /app/img/x
     app.router.add_route("*", "/api/reject/{key}", reject)
     app.router.add_route("*", "/api/{name}", api)
     add_stream_routes(app, secret=secret, clock=clock, log=log, denied=denied)
