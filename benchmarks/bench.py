@@ -119,7 +119,7 @@ class Bench:
         self._controlled(page, f"{self.host}/b/python-handler.html", token)
         page.evaluate("() => pyauthWeb.ready.then(() => true)")
         if not keep_worker_state:  # a worker that knows nothing: every image needs the page
-            page.evaluate("() => caches.delete('pyauth-web-state-v1')")
+            page.evaluate("() => caches.delete('pyauth-web-state-v2')")
             cdp = ctx.new_cdp_session(page)
             cdp.send("ServiceWorker.enable")
             cdp.send("ServiceWorker.stopAllWorkers")

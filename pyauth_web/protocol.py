@@ -1,45 +1,67 @@
 """The page <-> service-worker message protocol (page side). Sans-I/O.
 
 The service worker's copy of the names is the ``MSG`` object at the top of ``sw/sw.js``;
-``tests/unit/test_protocol_names.py`` checks that the two sides agree.
+``tests/unit/test_protocol.py`` checks that the two sides agree.
 
-page -> SW (``postMessage`` to the active worker)::
+Every message carries ``app``: the page's storage key. The worker keeps tokens, realms and
+logouts per app, and serves a client only after it joined an app (any message from it, or an
+answer to a token request). The loader adds ``app`` to what the runtime posts.
 
-    {type: 'sync-tokens', tokens: {realmURL: token}, expires: {realmURL: exp|null}, realms, skew}
-    {type: 'set-realm-token', realmURL, token, exp, skew}
-    {type: 'remove-realm-token', realmURL}
-    {type: 'clear-tokens'}
+page -> SW (``postMessage`` to every worker of the registration, with a port for the ``ack``)::
+
+    {type: 'hello', app}
+    {type: 'sync-tokens', app, tokens: {realmURL: token}, expires: {realmURL: exp|null},
+     redirects: {realmURL: 'follow'|'error'}, realms, skew}
+    {type: 'set-realm-token', app, realmURL, token, exp, redirect, skew}
+    {type: 'remove-realm-token', app, realmURL}
+    {type: 'clear-tokens', app}
+    {type: 'worker-ticket', app, url}
 
 SW -> page on a token miss (``client.postMessage(msg, [port])``)::
 
     {type: 'request-realm-token', requestURL}
 
-page -> SW on that port: ``{realmURL, token, exp}`` or ``{}``; optionally first
-``{type: 'pending'}``, which extends the SW's wait from 200 ms to at most 3000 ms.
+page -> SW on that port: ``{app, realmURL, token, exp, redirect}`` or ``{app}``; optionally
+first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at most 3000 ms.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from .tokens import TokenEntry, TokenStore
+from .tokens import TokenEntry, TokenStore, normalize_realm
 
 # Message names: the one place on the Python side.
+HELLO = "hello"
 SYNC_TOKENS = "sync-tokens"
 SET_REALM_TOKEN = "set-realm-token"
 REMOVE_REALM_TOKEN = "remove-realm-token"
 CLEAR_TOKENS = "clear-tokens"
+WORKER_TICKET = "worker-ticket"
 REQUEST_REALM_TOKEN = "request-realm-token"
 PENDING = "pending"
+ACK = "ack"
 
 MESSAGE_NAMES = {
+    "HELLO": HELLO,
     "SYNC_TOKENS": SYNC_TOKENS,
     "SET_REALM_TOKEN": SET_REALM_TOKEN,
     "REMOVE_REALM_TOKEN": REMOVE_REALM_TOKEN,
     "CLEAR_TOKENS": CLEAR_TOKENS,
+    "WORKER_TICKET": WORKER_TICKET,
     "REQUEST_REALM_TOKEN": REQUEST_REALM_TOKEN,
     "PENDING": PENDING,
+    "ACK": ACK,
 }
+
+# Redirects of a request that carries a realm's token. Chromium keeps ``Authorization`` on a
+# same-origin redirect (a cross-origin one drops it), so for a realm narrower than its origin a
+# redirect could take the token to a sibling path: such realms fail on a redirect by default.
+REDIRECT_FOLLOW = "follow"
+REDIRECT_ERROR = "error"
+REDIRECT_MODES = (REDIRECT_FOLLOW, REDIRECT_ERROR)
 
 ANSWER_BUDGET_MS = 200
 PENDING_BUDGET_MS = 3000
@@ -58,13 +80,55 @@ def parse_token_request(data: object) -> str | None:
     return url
 
 
-def token_reply(entry: TokenEntry | None) -> Message:
+def redirect_mode(realm: str, overrides: Mapping[str, str] | None = None) -> str:
+    """How requests carrying ``realm``'s token treat redirects: the host's choice for that realm,
+    else ``'follow'`` for a realm that is a whole origin (a same-origin redirect stays inside it;
+    the browser drops the header on a cross-origin one) and ``'error'`` for a path-scoped realm."""
+    chosen = (overrides or {}).get(realm)
+    if chosen is not None:
+        return chosen
+    return REDIRECT_FOLLOW if urlsplit(realm).path == "/" else REDIRECT_ERROR
+
+
+def check_redirects(value: object) -> dict[str, str]:
+    """``configure({redirects: {realmURL: 'follow'|'error'}})``, canonical realms; raises
+    ``ValueError`` naming the bad entry."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"redirects must map realmURL -> 'follow'|'error', got {value!r}")
+    out = {}
+    for realm, mode in value.items():
+        if mode not in REDIRECT_MODES:
+            raise ValueError(f"redirects[{realm!r}] must be 'follow' or 'error', got {mode!r}")
+        try:
+            out[normalize_realm(str(realm))] = str(mode)
+        except ValueError as exc:
+            raise ValueError(f"redirects: {exc}") from None
+    return out
+
+
+def pending(app: str) -> Message:
+    return {"type": PENDING, "app": app}
+
+
+def token_reply(
+    entry: TokenEntry | None, app: str, redirects: Mapping[str, str] | None = None
+) -> Message:
     if entry is None:
-        return {}
-    return {"realmURL": entry.realm, "token": entry.token, "exp": entry.exp}
+        return {"app": app}
+    return {
+        "app": app,
+        "realmURL": entry.realm,
+        "token": entry.token,
+        "exp": entry.exp,
+        "redirect": redirect_mode(entry.realm, redirects),
+    }
 
 
-def sync_tokens(store: TokenStore, realms: list[str] | tuple[str, ...] = ()) -> Message:
+def sync_tokens(
+    store: TokenStore,
+    realms: list[str] | tuple[str, ...] = (),
+    redirects: Mapping[str, str] | None = None,
+) -> Message:
     """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for."""
     entries = store.entries()
     return {
@@ -72,16 +136,20 @@ def sync_tokens(store: TokenStore, realms: list[str] | tuple[str, ...] = ()) -> 
         "realms": sorted(set(realms) | set(entries)),
         "tokens": {r: e.token for r, e in entries.items()},
         "expires": {r: e.exp for r, e in entries.items()},
+        "redirects": {r: redirect_mode(r, redirects) for r in entries},
         "skew": store.skew,
     }
 
 
-def set_realm_token(entry: TokenEntry, skew: float) -> Message:
+def set_realm_token(
+    entry: TokenEntry, skew: float, redirects: Mapping[str, str] | None = None
+) -> Message:
     return {
         "type": SET_REALM_TOKEN,
         "realmURL": entry.realm,
         "token": entry.token,
         "exp": entry.exp,
+        "redirect": redirect_mode(entry.realm, redirects),
         "skew": skew,
     }
 

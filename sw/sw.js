@@ -1,43 +1,65 @@
-/* pyauth-web service worker: adds `Authorization: Bearer` to GET/HEAD requests for known realms.
+/* pyauth-web service worker: adds `Authorization: Bearer` to GET/HEAD requests for known realms,
+ * and only for the clients that run the pyauth-web runtime.
  *
- * Tokens come from the page (the Python runtime) as messages. On a miss the worker asks the
- * page over a MessageChannel (200 ms budget, up to 3000 ms once the page says "pending"),
- * one round trip per URL at a time, and falls through to the unauthenticated request when
- * nobody answers. The message names below are the one place on this side; the Python side's
- * copy is pyauth_web/protocol.py, and a unit test checks that they agree.
+ * Apps: every message carries `app`, the page's storage key. Tokens, realms and logouts are kept
+ * per app, so two apps sharing one origin (and one worker) never see each other's tokens.
+ *
+ * Opt-in: a client (window or worker) is served only once it joined an app: by sending any
+ * message with that `app` (the loader says `hello` from its first moment), by answering a token
+ * request (even with `pending`), or — for dedicated and shared workers, which cannot message the
+ * worker — by fetching a single-use join URL that a page of that app asked for (`worker-ticket`).
+ * A client that never joined (a page without the loader, HTML injected into one) gets no token.
+ *
+ * On a miss the worker asks the page over a MessageChannel (200 ms budget, up to 3000 ms once the
+ * page says "pending"), one round trip per app and URL at a time, and falls through to the
+ * unauthenticated request when nobody answers. The message names below are the one place on this
+ * side; the Python side's copy is pyauth_web/protocol.py, and a unit test checks that they agree.
  */
 'use strict';
 
 const MSG = Object.freeze({
+  HELLO: 'hello',
   SYNC_TOKENS: 'sync-tokens',
   SET_REALM_TOKEN: 'set-realm-token',
   REMOVE_REALM_TOKEN: 'remove-realm-token',
   CLEAR_TOKENS: 'clear-tokens',
+  WORKER_TICKET: 'worker-ticket',
   REQUEST_REALM_TOKEN: 'request-realm-token',
   PENDING: 'pending',
+  ACK: 'ack',
 });
 
 const ANSWER_BUDGET_MS = 200;
 const PENDING_BUDGET_MS = 3000;
 const ASK_OTHERS_AFTER_MS = 100;
+const MAX_EXP = 253402300799;  // 9999-12-31T23:59:59Z: larger, negative or non-finite exp is refused
+const MAX_APP_LENGTH = 200;
+const TICKET_TTL_MS = 60000;
+const REDIRECT_FOLLOW = 'follow';
+const REDIRECT_ERROR = 'error';
+const JOIN_PATH = '__pyauth-web/join/';
 
-// realm URL (normalized, ends with '/') -> {token, exp (s since epoch, or null)}
-const tokens = new Map();
-// Origins of the realms the worker was told about (configured, or holding a token): only these
-// get the on-miss round trip. While it knows none (cold start) it asks for every origin.
-const knownOrigins = new Set();
-let skewSeconds = 60;
+// app -> {tokens: Map<realm, {token, exp, redirect}>, origins: Set<origin>, skew,
+//         clearedAt, removedAt: Map<realm, seq>}
+const apps = new Map();
+// clientId -> [app, ...] in the order the client joined them: the clients that run the runtime.
+const members = new Map();
+// Clients asked once that never answered: not asked again until they join.
+const silent = new Set();
+// join URL -> {app, expires}: single-use tickets for dedicated and shared workers.
+const tickets = new Map();
 // No resurrection: every clear/remove takes a sequence number; a reply to a request that
 // started before the clear/remove of its realm is dropped.
 let seq = 0;
-let clearedAt = 0;
-const removedAt = new Map();
-// Single-flight per URL: URL -> Promise<{realmURL, token, exp} | null>
+// Single-flight per app and URL: key -> Promise<{realmURL, token, exp, redirect} | null>
 const inflight = new Map();
 
 const isStr = (v) => typeof v === 'string' && v.length > 0;
-const isExp = (v) => v === null || v === undefined || (typeof v === 'number' && Number.isFinite(v));
+const isApp = (v) => isStr(v) && v.length <= MAX_APP_LENGTH;
+const isExp = (v) => v === null || v === undefined
+  || (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_EXP);
 const originOf = (url) => { try { return new URL(url).origin; } catch { return null; } };
+const redirectOf = (v) => (v === REDIRECT_FOLLOW ? REDIRECT_FOLLOW : REDIRECT_ERROR);
 
 function isRealm(url) {
   if (!isStr(url) || !url.endsWith('/')) return false;
@@ -47,73 +69,131 @@ function isRealm(url) {
   } catch { return false; }
 }
 
-function fresh(entry) {
-  return entry.exp == null || Date.now() / 1000 < entry.exp - skewSeconds;
+function appState(app) {
+  let state = apps.get(app);
+  if (!state) {
+    state = { tokens: new Map(), origins: new Set(), skew: 60, clearedAt: 0, removedAt: new Map() };
+    apps.set(app, state);
+  }
+  return state;
 }
 
-function putToken(realmURL, token, exp) {
-  if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
-  tokens.set(realmURL, { token, exp: exp ?? null });
-  knownOrigins.add(new URL(realmURL).origin);
+function join(clientId, app) {
+  if (!isStr(clientId) || !isApp(app)) return false;
+  silent.delete(clientId);
+  const joined = members.get(clientId) || [];
+  if (joined.includes(app)) return false;
+  members.set(clientId, [...joined, app]);
   return true;
 }
 
-function realmFor(url) {
-  let best = null;
-  for (const realm of tokens.keys()) {
-    if (url.startsWith(realm) && (best === null || realm.length > best.length)) best = realm;
+function fresh(state, entry) {
+  return entry.exp == null || Date.now() / 1000 < entry.exp - state.skew;
+}
+
+function sameEntry(a, b) {
+  return a && b && a.token === b.token && a.exp === b.exp && a.redirect === b.redirect;
+}
+
+// Returns true when the app's state changed.
+function putToken(state, realmURL, token, exp, redirect) {
+  if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
+  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect) };
+  const origin = new URL(realmURL).origin;
+  const changed = !sameEntry(state.tokens.get(realmURL), entry) || !state.origins.has(origin);
+  state.tokens.set(realmURL, entry);
+  state.origins.add(origin);
+  return changed;
+}
+
+function dropToken(state, realmURL) {
+  state.removedAt.set(realmURL, ++seq);
+  return state.tokens.delete(realmURL);
+}
+
+function setSkew(state, v) {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0 && state.skew !== v) {
+    state.skew = v;
+    return true;
   }
-  return best;
+  return false;
 }
 
-function setSkew(v) {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) skewSeconds = v;
+function addRealmOrigins(state, realms) {
+  let changed = false;
+  if (!Array.isArray(realms)) return changed;
+  for (const realm of realms) {
+    if (!isRealm(realm)) continue;
+    const origin = new URL(realm).origin;
+    if (!state.origins.has(origin)) { state.origins.add(origin); changed = true; }
+  }
+  return changed;
 }
 
-function addRealmOrigins(realms) {
-  if (!Array.isArray(realms)) return;
-  for (const realm of realms) if (isRealm(realm)) knownOrigins.add(new URL(realm).origin);
-}
-
-function applyMessage(msg) {
+// Applies one page message; returns true when the saved state must be rewritten.
+function applyMessage(msg, clientId) {
+  if (!isApp(msg.app)) return false;  // every message names its app (protocol version 2)
+  let changed = join(clientId, msg.app);
+  const state = appState(msg.app);
   switch (msg.type) {
+    case MSG.HELLO:
+      break;
     case MSG.SYNC_TOKENS: {
-      if (!msg.tokens || typeof msg.tokens !== 'object') return;
-      setSkew(msg.skew);
-      addRealmOrigins(msg.realms);
+      if (!msg.tokens || typeof msg.tokens !== 'object') break;
+      changed = setSkew(state, msg.skew) || changed;
+      changed = addRealmOrigins(state, msg.realms) || changed;
       const expires = (msg.expires && typeof msg.expires === 'object') ? msg.expires : {};
-      // A full sync is authoritative: realms missing from it are gone.
-      for (const realm of tokens.keys()) {
-        if (!(realm in msg.tokens)) { tokens.delete(realm); removedAt.set(realm, ++seq); }
+      const redirects = (msg.redirects && typeof msg.redirects === 'object') ? msg.redirects : {};
+      // A full sync is authoritative for its app: realms missing from it are gone.
+      for (const realm of [...state.tokens.keys()]) {
+        if (!Object.hasOwn(msg.tokens, realm)) changed = dropToken(state, realm) || changed;
       }
-      for (const [realm, token] of Object.entries(msg.tokens)) putToken(realm, token, expires[realm]);
+      for (const [realm, token] of Object.entries(msg.tokens)) {
+        if (putToken(state, realm, token, expires[realm], redirects[realm])) changed = true;
+        else if (!isRealm(realm) || !isStr(token) || !isExp(expires[realm])) changed = dropToken(state, realm) || changed;
+      }
       break;
     }
     case MSG.SET_REALM_TOKEN:
-      setSkew(msg.skew);
-      putToken(msg.realmURL, msg.token, msg.exp);
+      changed = setSkew(state, msg.skew) || changed;
+      changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect) || changed;
       break;
     case MSG.REMOVE_REALM_TOKEN:
-      if (isStr(msg.realmURL)) { tokens.delete(msg.realmURL); removedAt.set(msg.realmURL, ++seq); }
+      if (isStr(msg.realmURL)) changed = dropToken(state, msg.realmURL) || changed;
       break;
     case MSG.CLEAR_TOKENS:
-      tokens.clear();
-      clearedAt = ++seq;
+      changed = state.tokens.size > 0 || changed;
+      state.tokens.clear();
+      state.clearedAt = ++seq;
+      break;
+    case MSG.WORKER_TICKET:
+      if (isStr(msg.url) && msg.url.startsWith(new URL(JOIN_PATH, self.registration.scope).href)) {
+        tickets.set(msg.url, { app: msg.app, expires: Date.now() + TICKET_TTL_MS });
+      }
       break;
     default:
-      return;
+      break;
   }
-  save();
+  return changed;
 }
 
 // The state survives worker restarts (Chromium stops idle workers), so most requests after a
-// restart need no round trip. It holds nothing localStorage does not already hold.
-const STATE_CACHE = 'pyauth-web-state-v1';
+// restart need no round trip. It holds nothing localStorage does not already hold, plus which
+// clients joined which app (client ids of closed clients are dropped when it is loaded).
+const STATE_CACHE = 'pyauth-web-state-v2';
 const STATE_KEY = new URL('__pyauth-web/state', self.registration.scope).href;
 let saving = Promise.resolve();
 
+function snapshot() {
+  const out = {};
+  for (const [app, s] of apps) {
+    out[app] = { tokens: Object.fromEntries(s.tokens), origins: [...s.origins], skew: s.skew };
+  }
+  return JSON.stringify({ apps: out, members: Object.fromEntries(members) });
+}
+
 function save() {
-  const state = JSON.stringify({ tokens: Object.fromEntries(tokens), origins: [...knownOrigins], skew: skewSeconds });
+  const state = snapshot();
   saving = saving
     .then(() => caches.open(STATE_CACHE))
     .then((cache) => cache.put(STATE_KEY, new Response(state, { headers: { 'Content-Type': 'application/json' } })))
@@ -121,45 +201,78 @@ function save() {
   return saving;
 }
 
-let stateLoaded = false;
-const loaded = caches.open(STATE_CACHE)
-  .then((cache) => cache.match(STATE_KEY))
-  .then((resp) => resp && resp.json())
-  .then((state) => {
-    if (!state || typeof state !== 'object') return;
-    setSkew(state.skew);
-    for (const origin of Array.isArray(state.origins) ? state.origins : []) {
-      if (typeof origin === 'string') knownOrigins.add(origin);
+function restore(saved, liveClients) {
+  if (!saved || typeof saved !== 'object') return;
+  const savedApps = saved.apps && typeof saved.apps === 'object' ? saved.apps : {};
+  for (const [app, s] of Object.entries(savedApps)) {
+    if (!isApp(app) || !s || typeof s !== 'object') continue;
+    const state = appState(app);
+    setSkew(state, s.skew);
+    for (const origin of Array.isArray(s.origins) ? s.origins : []) {
+      if (typeof origin === 'string' && originOf(origin) === origin) state.origins.add(origin);
     }
-    for (const [realm, e] of Object.entries(state.tokens || {})) if (e) putToken(realm, e.token, e.exp);
-  })
+    for (const [realm, e] of Object.entries(s.tokens && typeof s.tokens === 'object' ? s.tokens : {})) {
+      if (e && typeof e === 'object') putToken(state, realm, e.token, e.exp, e.redirect);
+    }
+  }
+  const savedMembers = saved.members && typeof saved.members === 'object' ? saved.members : {};
+  for (const [clientId, joined] of Object.entries(savedMembers)) {
+    if (!liveClients.has(clientId) || !Array.isArray(joined)) continue;
+    for (const app of joined) join(clientId, app);
+  }
+}
+
+let stateLoaded = false;
+const loaded = Promise.all([
+  caches.open(STATE_CACHE).then((cache) => cache.match(STATE_KEY)).then((resp) => resp && resp.json()),
+  self.clients.matchAll({ includeUncontrolled: true, type: 'all' }).then((all) => new Set(all.map((c) => c.id))),
+])
+  .then(([saved, live]) => restore(saved, live))
   .catch(() => { /* an unreadable saved state is dropped */ })
   .finally(() => { stateLoaded = true; });
 
 self.addEventListener('message', (event) => {
   const msg = event.data;
   if (!msg || typeof msg !== 'object') return;
-  event.waitUntil(loaded.then(() => { applyMessage(msg); return saving; }));
+  const source = event.source;
+  event.waitUntil(loaded.then(() => {
+    const changed = applyMessage(msg, source && source.id);
+    // Acknowledged once applied and saved. (Through the client, not a transferred port: in
+    // Chromium a port answered by the active worker delays a waiting worker's activation.)
+    return (changed ? save() : saving).then(() => {
+      if (source && isStr(msg.ack)) source.postMessage({ type: MSG.ACK, ack: msg.ack });
+    });
+  }));
 });
 
 // Ask one client; resolves with its final answer, or never (the caller races a deadline).
-function askClient(client, requestURL, onPending) {
+// `accept(reply)` says whether a reply counts (the app that owns the URL, or any app at all
+// when the client has not joined one yet); replies that do not count are ignored.
+function askClient(client, requestURL, accept, onPending) {
   return new Promise((resolve) => {
     const channel = new MessageChannel();
     channel.port1.onmessage = (ev) => {
       const reply = ev.data;
-      if (reply && reply.type === MSG.PENDING) { onPending(); return; }
+      if (!reply || typeof reply !== 'object' || !accept(reply, client)) return;
+      if (reply.type === MSG.PENDING) { onPending(); return; }
       channel.port1.close();
-      resolve(reply && typeof reply === 'object' ? reply : {});
+      resolve(reply);
     };
     client.postMessage({ type: MSG.REQUEST_REALM_TOKEN, requestURL }, [channel.port2]);
   });
 }
 
-async function askPage(requestURL, clientId) {
+// `app` is the app that owns the URL for this client, or null when the client joined none yet
+// (it is then asked alone, and any answer makes it join the answering app).
+async function askPage(app, requestURL, clientId) {
   const startSeq = seq;
   const t0 = Date.now();
   const initiator = clientId ? await self.clients.get(clientId) : null;
+  const accept = (reply, client) => {  // any answer from an app joins the client to it
+    if (!isApp(reply.app) || (app !== null && reply.app !== app)) return false;
+    if (join(client.id, reply.app)) save();
+    return true;
+  };
   const reply = await new Promise((resolve) => {
     let deadline = null;
     let others = null;
@@ -171,71 +284,128 @@ async function askPage(requestURL, clientId) {
       clearTimeout(deadline);
       deadline = setTimeout(() => finish(null), PENDING_BUDGET_MS - (Date.now() - t0));
     };
-    const ask = (client) => askClient(client, requestURL, onPending).then(finish);
+    const ask = (client) => askClient(client, requestURL, accept, onPending).then(finish);
+    // Other windows running the same app may answer for a busy initiator, or for a worker
+    // client; only answers from that app count.
     const askOthers = async () => {
+      if (app === null) return;
       for (const c of await self.clients.matchAll({ type: 'window' })) {
-        if (!initiator || c.id !== initiator.id) ask(c);
+        if (c.id !== clientId && !silent.has(c.id)) ask(c);
       }
     };
     deadline = setTimeout(() => finish(null), ANSWER_BUDGET_MS);
-    if (initiator) {
+    if (initiator && initiator.type === 'window') {
       ask(initiator);
       others = setTimeout(askOthers, ASK_OTHERS_AFTER_MS);
     } else {
       askOthers();
     }
   });
-  if (!reply || !isRealm(reply.realmURL) || !isStr(reply.token) || !isExp(reply.exp)) return null;
+  if (!reply) {
+    if (app === null && clientId) silent.add(clientId);
+    return null;
+  }
+  const owner = app ?? reply.app;
+  if (!isRealm(reply.realmURL) || !isStr(reply.token) || !isExp(reply.exp)) return null;
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
-  if (clearedAt > startSeq || (removedAt.get(reply.realmURL) || 0) > startSeq) return null;
-  const known = tokens.get(reply.realmURL);
-  putToken(reply.realmURL, reply.token, reply.exp);
-  if (!known || known.token !== reply.token) save();
-  return reply;
+  const state = appState(owner);
+  if (state.clearedAt > startSeq || (state.removedAt.get(reply.realmURL) || 0) > startSeq) return null;
+  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect)) save();
+  return state.tokens.get(reply.realmURL);
 }
 
-function askPageOnce(requestURL, clientId) {
-  let p = inflight.get(requestURL);
+function askPageOnce(app, requestURL, clientId) {
+  // Unknown clients are asked per client: they must answer for themselves.
+  const key = app === null ? `?${clientId}\n${requestURL}` : `${app}\n${requestURL}`;
+  let p = inflight.get(key);
   if (!p) {
-    p = askPage(requestURL, clientId).catch(() => null).finally(() => inflight.delete(requestURL));
-    inflight.set(requestURL, p);
+    p = askPage(app, requestURL, clientId).catch(() => null).finally(() => inflight.delete(key));
+    inflight.set(key, p);
   }
   return p;
 }
 
-function withAuth(request, token) {
+function withAuth(request, entry) {
   const headers = new Headers(request.headers);
-  headers.set('Authorization', `Bearer ${token}`);
+  headers.set('Authorization', `Bearer ${entry.token}`);
   return fetch(new Request(request.url, {
     method: request.method,
     headers,
     mode: 'cors',
     credentials: 'same-origin',
     cache: request.cache === 'only-if-cached' ? 'default' : request.cache,
-    redirect: request.redirect,
+    // A same-origin redirect keeps the header (a cross-origin one drops it): a realm whose
+    // redirect mode is 'error' (the default for path-scoped realms) fails instead.
+    redirect: entry.redirect === REDIRECT_FOLLOW ? request.redirect : REDIRECT_ERROR,
     referrer: request.referrer,
     referrerPolicy: request.referrerPolicy,
     integrity: request.integrity,
   }));
 }
 
+// The app (among those the client joined) that owns `url`: the longest realm holding a token,
+// ties to the app joined first; else the first app that knows the URL's origin (or knows no
+// origin yet). Returns {app, entry} or null.
+function ownerOf(joined, url, origin) {
+  let best = null;
+  for (const app of joined) {
+    const state = apps.get(app);
+    if (!state) continue;
+    for (const [realm, entry] of state.tokens) {
+      if (url.startsWith(realm) && (best === null || realm.length > best.realm.length)) {
+        best = { app, realm, entry };
+      }
+    }
+  }
+  if (best) return best;
+  for (const app of joined) {
+    const state = apps.get(app);
+    if (!state || state.origins.size === 0 || state.origins.has(origin)) return { app, entry: null };
+  }
+  return null;
+}
+
+function anyAppKnows(origin) {
+  let knowsAny = false;
+  for (const state of apps.values()) {
+    if (state.origins.has(origin)) return true;
+    if (state.origins.size > 0) knowsAny = true;
+  }
+  return !knowsAny;  // at cold start (no origin known at all) every origin may be a realm's
+}
+
+function joinWithTicket(url, clientId) {
+  const ticket = tickets.get(url);
+  tickets.delete(url);
+  if (!ticket || ticket.expires < Date.now() || !clientId) return new Response(null, { status: 403 });
+  if (join(clientId, ticket.app)) save();
+  return new Response(null, { status: 204 });
+}
+
 // The response for a GET/HEAD that may need a token, or null to leave the request alone.
 function route(request, clientId) {
   const url = request.url;
-  const realm = realmFor(url);
-  if (realm !== null && fresh(tokens.get(realm))) return withAuth(request, tokens.get(realm).token);
-  // Origin gating: ask only for origins of realms we were told about, or at cold start.
+  if (!/^https?:/.test(url)) return null;
+  if (tickets.has(url)) return joinWithTicket(url, clientId);
+  if (!clientId) return null;
   const origin = originOf(url);
-  if (origin === null || !/^https?:/.test(url)) return null;
-  if (knownOrigins.size > 0 && !knownOrigins.has(origin)) return null;
-  return askPageOnce(url, clientId).then((reply) => (reply ? withAuth(request, reply.token) : fetch(request)));
+  const joined = members.get(clientId);
+  if (!joined) {
+    // Not (yet) a runtime client: ask it once; any answer makes it join its app.
+    if (silent.has(clientId) || !anyAppKnows(origin)) return null;
+    return askPageOnce(null, url, clientId).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
+  }
+  const owner = ownerOf(joined, url, origin);
+  if (owner === null) return null;
+  if (owner.entry && fresh(apps.get(owner.app), owner.entry)) return withAuth(request, owner.entry);
+  return askPageOnce(owner.app, url, clientId).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
 }
 
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET' && request.method !== 'HEAD') return;
   if (request.mode === 'navigate' || request.headers.has('Authorization')) return;
-  const clientId = event.clientId || event.resultingClientId;
+  const clientId = event.clientId;
   if (stateLoaded) {
     const response = route(request, clientId);
     if (response) event.respondWith(response);

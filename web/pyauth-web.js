@@ -5,14 +5,23 @@
  *           data-realms="https://realm-a.example/ https://realm-b.example/"
  *           data-storage-key="pyauth-web:session"></script>
  *
- * Until Python is ready, the loader already takes the service worker's token requests:
- * for URLs under a configured or stored realm it replies {type:'pending'} (the worker then
- * waits up to 3 s) and hands the request to Python once it is up; for any other URL it
- * replies {} at once. It never answers with a token itself.
+ * From its first moment the loader tells the worker that this page runs the app named by its
+ * storage key (`hello`: the worker serves only such clients), and takes the worker's token
+ * requests: for URLs under a configured or stored realm it replies {type:'pending', app} (the
+ * worker then waits up to 3 s) and hands the request to Python once it is up; for any other URL
+ * it replies {app} at once. It never answers with a token itself.
  */
 (() => {
   'use strict';
-  const MSG = Object.freeze({ REQUEST_REALM_TOKEN: 'request-realm-token', PENDING: 'pending' });
+  const MSG = Object.freeze({
+    HELLO: 'hello',
+    CLEAR_TOKENS: 'clear-tokens',
+    WORKER_TICKET: 'worker-ticket',
+    REQUEST_REALM_TOKEN: 'request-realm-token',
+    PENDING: 'pending',
+    ACK: 'ack',
+  });
+  const ACK_TIMEOUT_MS = 2000;  // a worker that does not acknowledge a message in time is not waited for
 
   const script = document.currentScript;
   const base = new URL('.', script.src).href;
@@ -27,6 +36,7 @@
     refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,
     snapshot: data.snapshot !== 'off',
   };
+  const app = config.storageKey;  // the worker keeps each app's tokens apart by this name
 
   // --- service-worker requests, from the first moment ---------------------------------------
   let runtime = null;   // the Python runtime (a PyProxy), once ready
@@ -44,35 +54,65 @@
   let bootFailed = false;
 
   function onWorkerMessage(event) {
+    if (event.data && event.data.type === MSG.ACK) { acknowledged(event.data.ack); return; }
     if (runtime) { runtime.handle_sw_message(event.data, event.ports[0]); return; }
     const msg = event.data;
     const port = event.ports[0];
     if (!port || !msg || msg.type !== MSG.REQUEST_REALM_TOKEN || typeof msg.requestURL !== 'string') return;
     if (bootFailed || !candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) {
-      port.postMessage({});
+      port.postMessage({ app });
       return;
     }
-    port.postMessage({ type: MSG.PENDING });
+    port.postMessage({ type: MSG.PENDING, app });
     early.push(event);
   }
 
   const sw = 'serviceWorker' in navigator ? navigator.serviceWorker : null;
   let registration = Promise.resolve(null);
+  const hello = { type: MSG.HELLO, app };
   if (sw) {
     sw.addEventListener('message', onWorkerMessage);
     sw.startMessages();
+    if (sw.controller) sw.controller.postMessage(hello);  // before the page's first request, if we can
+    sw.addEventListener('controllerchange', () => { if (sw.controller) sw.controller.postMessage(hello); });
     // With no data-sw, the host registers the worker itself: sync with whichever is ready.
     registration = config.sw === null ? sw.ready : sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
       .then(() => sw.ready)
       .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
   }
 
-  function postToWorker(message) {
-    return registration.then((reg) => {
-      const worker = reg && (reg.active || reg.waiting || reg.installing);
-      if (worker) worker.postMessage(message);
-    });
+  // Every message goes to every worker of the registration (active, waiting, installing): a
+  // worker being deployed must not miss a logout. Each acknowledges once it has applied and
+  // saved the message; `flush()` waits (bounded) for the acknowledgements sent so far.
+  const outstanding = new Set();
+  const waitingAcks = new Map();  // ack id -> {left: workers yet to answer, done()}
+  let ackCount = 0;
+  function acknowledged(id) {
+    const waiter = waitingAcks.get(id);
+    if (waiter && --waiter.left <= 0) waiter.done();
   }
+  function postToWorker(message) {
+    const sent = registration.then((reg) => {
+      if (!reg) return undefined;
+      const workers = [...new Set([reg.installing, reg.waiting, reg.active].filter(Boolean))];
+      const id = `${app}#${++ackCount}`;
+      const msg = { ...message, app, ack: id };
+      return new Promise((resolve) => {
+        const timer = setTimeout(done, ACK_TIMEOUT_MS);
+        function done() { clearTimeout(timer); waitingAcks.delete(id); resolve(); }
+        waitingAcks.set(id, { left: workers.length, done });
+        for (const worker of workers) worker.postMessage(msg);
+        if (workers.length === 0) done();
+      });
+    });
+    outstanding.add(sent);
+    sent.finally(() => outstanding.delete(sent));
+    return sent;
+  }
+  function flush() {
+    return Promise.all([...outstanding]).then(() => undefined);
+  }
+  registration.then(() => postToWorker(hello));
 
   // --- Python errors become plain JS errors with a one-line message ------------------------
   function plainError(err) {
@@ -179,12 +219,38 @@
     return api;
   }
 
+  // Logout must work even when the runtime could not start: clear this app's storage (access and
+  // refresh tokens) and tell every worker, without Python.
+  function clearWithoutRuntime() {
+    localStorage.removeItem(config.storageKey);
+    localStorage.removeItem(`${config.storageKey}:refresh`);
+    postToWorker({ type: MSG.CLEAR_TOKENS });
+    return flush();
+  }
+
+  // A single-use URL that joins the client fetching it (a dedicated or shared worker, which
+  // cannot message the service worker) to this app: `await fetch(url)` in the worker.
+  async function workerTicket() {
+    const reg = await registration;
+    if (!reg) throw new Error('pyauth-web: no service worker registration');
+    const url = new URL(`__pyauth-web/join/${crypto.randomUUID()}`, reg.scope).href;
+    postToWorker({ type: MSG.WORKER_TICKET, url });
+    await flush();
+    return url;
+  }
+
   const api = {
     ready: null,
     configure: (options) => call((rt) => { rt.configure(options); }),
-    setToken: (realmURL, token, refreshToken) => call((rt) => { rt.set_token(realmURL, token, refreshToken ?? undefined); }),
-    removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }),
-    clearTokens: () => call((rt) => { rt.clear_tokens(); }),
+    setToken: (realmURL, token, refreshToken) => call((rt) => { rt.set_token(realmURL, token, refreshToken ?? undefined); }).then(flush),
+    removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }).then(flush),
+    clearTokens: () => ready.then(
+      () => call((rt) => { rt.clear_tokens(); }).then(flush),
+      () => clearWithoutRuntime(),
+    ),
+    // Re-read localStorage now (after the host wrote it in this tab) and tell the worker.
+    reload: () => call((rt) => { rt.reload(); }).then(flush),
+    workerTicket,
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
     fetch: (input, init) => authFetch(input, init, undefined),
     wrapFetch: (fetchFn) => (input, init) => authFetch(input, init, fetchFn),

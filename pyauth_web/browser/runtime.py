@@ -78,6 +78,8 @@ class BrowserRuntime:
             except ValueError as exc:
                 self._warn(f"ignoring configured realm: {exc}")
         self._post = post_to_worker
+        self.redirects: dict[str, str] = {}  # realm -> 'follow' | 'error' (host overrides)
+        self._raw: str | None = None  # the stored session as last read or written
         self.counters = {
             "token_requests": 0,
             "answered_with_token": 0,
@@ -149,6 +151,11 @@ class BrowserRuntime:
             self.store.skew = _number(opts["skew"], self.store.skew)
         if "jitter" in opts:
             self.jitter = _number(opts["jitter"], self.jitter)
+        if "redirects" in opts:
+            value = opts["redirects"]
+            self.redirects = protocol.check_redirects(
+                value.to_py() if isinstance(value, JsProxy) else value
+            )
         retry = opts.get("retry")
         retry = retry.to_py() if isinstance(retry, JsProxy) else dict(retry or {})
         backoff = BackoffPolicy(**{k: retry[k] for k in ("attempts", "base", "cap") if k in retry})
@@ -162,23 +169,44 @@ class BrowserRuntime:
         self.sync_worker()
 
     # -- storage ------------------------------------------------------------------------------
-    def _reload(self, report: bool = False) -> None:
+    def _read_raw(self) -> str | None:
         raw = js.localStorage.getItem(self.storage_key)
-        problems = self.store.loads(raw if isinstance(raw, str) else None)
+        return raw if isinstance(raw, str) else None
+
+    def _reload(self, report: bool = False) -> None:
+        self._raw = self._read_raw()
+        problems = self.store.loads(self._raw)
         if problems and report:
             self._warn("; ".join(problems))
         self._plan_all()
 
     def _persist(self) -> None:
         if self.store.entries():
-            js.localStorage.setItem(self.storage_key, self.store.dumps())
+            self._raw = self.store.dumps()
+            js.localStorage.setItem(self.storage_key, self._raw)
         else:
+            self._raw = None
             js.localStorage.removeItem(self.storage_key)
 
     def _on_storage(self, event: Any) -> None:
         # Another tab changed the session (or cleared all storage: key is null).
         if isinstance(event.key, str) and event.key != self.storage_key:
             return
+        self._storage_changed()
+
+    def _reload_if_changed(self) -> None:
+        """Notice a write the host made in this tab (no ``storage`` event fires there)."""
+        if self._read_raw() != self._raw:
+            self._storage_changed()
+
+    def reload(self) -> None:
+        """``pyauthWeb.reload()``: re-read the session now and tell the worker."""
+        self._storage_changed()
+
+    def _storage_changed(self) -> None:
+        """The stored session changed outside this runtime (the host, or another tab): follow it
+        and tell the worker. Every tab that notices tells it; the worker applies a sync only when
+        it changes the app's state. Storage is the truth, so nothing stale comes back."""
         before = self.store.entries()
         self._reload()
         after = self.store.entries()
@@ -190,11 +218,15 @@ class BrowserRuntime:
                 if realm in before:  # a newer token for a realm we had: hosts may refetch
                     self._dispatch(REFRESHED_EVENT, {"realmURL": realm})
         self._schedule()
+        self.sync_worker()
         self._emit("storage-sync", realms=list(after))
 
     # -- worker -------------------------------------------------------------------------------
     def sync_worker(self) -> None:
-        self._post(_js(protocol.sync_tokens(self.store, self.realms)))
+        """Send the app's whole state (as stored now) to the worker."""
+        if self._read_raw() != self._raw:
+            self._reload()
+        self._post(_js(protocol.sync_tokens(self.store, self.realms, self.redirects)))
 
     def handle_sw_message(self, data: Any, port: Any = None) -> None:
         """Answer a service worker's ``request-realm-token``; ignore anything else."""
@@ -207,10 +239,11 @@ class BrowserRuntime:
             self.counters["ignored_messages"] += 1
             return
         self.counters["token_requests"] += 1
+        self._reload_if_changed()  # never answer from a session the host replaced or removed
         entry = self.store.lookup(url)
         realm = self.store.realm_for(url) if entry is None else None  # only on a miss
         if realm is not None and self._can_refresh(realm):
-            port.postMessage(_js({"type": protocol.PENDING}))
+            port.postMessage(_js(protocol.pending(self.storage_key)))
             self._spawn(self._answer_after_refresh(url, realm, port, self._current_token(realm)))
             return
         self._reply(port, entry)
@@ -227,7 +260,7 @@ class BrowserRuntime:
     def _reply(self, port: Any, entry: TokenEntry | None) -> None:
         if entry is not None:
             self.counters["answered_with_token"] += 1
-        port.postMessage(_js(protocol.token_reply(entry)))
+        port.postMessage(_js(protocol.token_reply(entry, self.storage_key, self.redirects)))
 
     # -- refresh ------------------------------------------------------------------------------
     def _can_refresh(self, realm: str) -> bool:
@@ -254,7 +287,7 @@ class BrowserRuntime:
         entry = self.store.set(realm, token)
         self._persist()
         self.counters["refreshes"] += 1
-        self._post(_js(protocol.set_realm_token(entry, self.store.skew)))
+        self._post(_js(protocol.set_realm_token(entry, self.store.skew, self.redirects)))
         self._plan(entry)
         self._schedule()
         self._emit("token-refreshed", realmURL=realm, exp=entry.exp)
@@ -353,6 +386,7 @@ class BrowserRuntime:
 
     def _on_wake(self, event: Any = None) -> None:
         """focus / visibilitychange / pageshow / online: debounce, then pre-warm."""
+        self._reload_if_changed()
         now = self.store.clock()
         deadline = self.prewarm.event(now, js.document.visibilityState != "hidden")
         self._schedule()  # timers may have been frozen: re-arm against the wall clock
@@ -426,6 +460,7 @@ class BrowserRuntime:
     async def get_token(self, url: str) -> str | None:
         """The fresh token for ``url``; refreshes first when it is stale and a refresher is
         configured; ``None`` when no realm holds a token for it. Raises on refresh failure."""
+        self._reload_if_changed()
         entry = self.store.lookup(url)
         if entry is not None:
             return entry.token

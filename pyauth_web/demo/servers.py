@@ -272,7 +272,9 @@ def realm_app(
         if (refusal := denied(request)) is not None:
             return refusal
         name = request.match_info.get("name") or request.match_info.get("key")
-        return web.json_response({"ok": True, "name": name})
+        _, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
+        return web.json_response({"ok": True, "name": name, "sub": sub})
 
     async def reject(request: web.Request) -> web.Response:
         key = request.match_info["key"]
@@ -281,11 +283,17 @@ def realm_app(
             return unauthorized("rejected by the test")
         return await api(request)
 
+    async def redirect(request: web.Request) -> web.Response:
+        """``/SCOPE/go/NAME?to=PATH``: 302 to ``PATH`` on this origin, whatever the token."""
+        raise web.HTTPFound(request.query.get("to", "/"))
+
     app = web.Application(middlewares=[cors])
+    app.router.add_get("/{scope}/go/{name}", redirect)
     app.router.add_get("/img/{name}", image)
     app.router.add_get("/{scope}/img/{name}", image)  # path-scoped realms, e.g. /app/img/x
     app.router.add_route("*", "/api/reject/{key}", reject)
     app.router.add_route("*", "/api/{name}", api)
+    app.router.add_route("*", "/{scope}/api/{name}", api)
     add_stream_routes(app, secret=secret, clock=clock, log=log, denied=denied)
     return app
 

@@ -158,7 +158,7 @@ def stop_service_worker(context: BrowserContext, page: Page, *, forget: bool = F
     With ``forget``, its saved state (Cache Storage) goes too: the next start is a cold start.
     """
     if forget:
-        page.evaluate("() => caches.delete('pyauth-web-state-v1')")
+        page.evaluate("() => caches.delete('pyauth-web-state-v2')")
     cdp = context.new_cdp_session(page)
     cdp.send("ServiceWorker.enable")
     cdp.send("ServiceWorker.stopAllWorkers")

@@ -102,6 +102,12 @@ def test_twenty_concurrent_misses_share_one_round_trip(
     assert bearer(servers, f"/img/burst-{run_id}") == [f"Bearer {token}"] * 20
 
 
+HELLO_WITH_ACK = """(app) => new Promise((resolve) => {
+  navigator.serviceWorker.addEventListener('message', (e) => { if (e.data && e.data.ack === 'probe') resolve(true); });
+  navigator.serviceWorker.controller.postMessage({type: 'hello', app, ack: 'probe'});
+})"""
+
+
 def test_worker_asks_another_window_when_the_initiator_is_silent(
     context: BrowserContext, new_page: Any, servers: Servers, run_id: str
 ) -> None:
@@ -110,9 +116,12 @@ def test_worker_asks_another_window_when_the_initiator_is_silent(
     token = servers.token()
     runtime_tab.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
     silent_tab = new_page()
-    silent_tab.goto(servers.host + "/t/bare.html")  # controlled, but runs no runtime
+    silent_tab.goto(servers.host + "/t/bare.html")  # controlled, runs no runtime
     wait_controlled(silent_tab)
     stop_service_worker(context, silent_tab, forget=True)  # the worker must ask
+    # The silent tab joined the app (as a runtime tab whose main thread is busy would have),
+    # but never answers: the worker asks the other window of the same app.
+    assert silent_tab.evaluate(HELLO_WITH_ACK, STORAGE_KEY)
     runtime_tab.evaluate(COUNT_TOKEN_REQUESTS)
     url = f"{servers.realm}img/other-window-{run_id}"
     assert silent_tab.evaluate(FETCH_STATUS, url) == 200
@@ -136,7 +145,10 @@ def test_pending_extends_the_wait_but_never_hangs(
 ) -> None:
     page.goto(servers.host + "/t/bare.html")
     wait_controlled(page)
-    page.evaluate("() => { window.respond = (e) => e.ports[0].postMessage({type: 'pending'}); }")
+    page.evaluate(
+        "(app) => { window.respond = (e) => e.ports[0].postMessage({type: 'pending', app}); }",
+        STORAGE_KEY,
+    )
     result = page.evaluate(TIMED_FETCH, f"{servers.realm}img/pending-{run_id}")
     assert result["status"] == 401
     assert 2700 <= result["ms"] < 5000, result
@@ -164,9 +176,9 @@ def test_worker_refuses_a_token_for_another_realm(
     page.goto(servers.host + "/t/bare.html")
     wait_controlled(page)
     page.evaluate(
-        "([realm, token]) => { window.respond = (e) => "
-        "e.ports[0].postMessage({realmURL: realm, token, exp: null}); }",
-        [servers.realm, servers.token()],
+        "([realm, token, app]) => { window.respond = (e) => "
+        "e.ports[0].postMessage({app, realmURL: realm, token, exp: null}); }",
+        [servers.realm, servers.token(), STORAGE_KEY],
     )
     assert page.evaluate(FETCH_STATUS, f"{servers.other}img/wrong-{run_id}") == 401
     assert bearer(servers, f"/img/wrong-{run_id}", "other") == [None]
@@ -181,30 +193,30 @@ def test_clear_tokens_racing_a_late_reply_does_not_resurrect(
     # The responder says "pending", and answers with the token only after 300 ms; meanwhile
     # the page logs out. Once logged out it answers {}.
     page.evaluate(
-        """([realm, token]) => {
+        """([realm, token, app]) => {
           window.loggedOut = false;
           window.respond = (e) => {
             const port = e.ports[0];
-            if (window.loggedOut) { port.postMessage({}); return; }
-            port.postMessage({type: 'pending'});
-            setTimeout(() => port.postMessage({realmURL: realm, token, exp: null}), 300);
+            if (window.loggedOut) { port.postMessage({app}); return; }
+            port.postMessage({type: 'pending', app});
+            setTimeout(() => port.postMessage({app, realmURL: realm, token, exp: null}), 300);
           };
         }""",
-        [servers.realm, token],
+        [servers.realm, token, STORAGE_KEY],
     )
     first, second = f"{servers.realm}img/race-1-{run_id}", f"{servers.realm}img/race-2-{run_id}"
     statuses = page.evaluate(
-        """async ([first, second]) => {
+        """async ([first, second, app]) => {
           const reg = await navigator.serviceWorker.ready;
           const late = fetch(first, {cache: 'no-store'});
           await new Promise((r) => setTimeout(r, 100));
           window.loggedOut = true;
-          reg.active.postMessage({type: 'clear-tokens'});
+          reg.active.postMessage({type: 'clear-tokens', app});
           const s1 = (await late).status;
           const s2 = (await fetch(second, {cache: 'no-store'})).status;
           return [s1, s2];
         }""",
-        [first, second],
+        [first, second, STORAGE_KEY],
     )
     assert statuses == [401, 401]
     assert bearer(servers, f"/img/race-1-{run_id}") == [None]
@@ -271,6 +283,6 @@ def test_bad_input_is_refused_cleanly(page: Page, servers: Servers, page_errors:
         }""",
         servers.other + "x",
     )
-    assert reply == {}
+    assert reply == {"app": STORAGE_KEY}  # no token, and which app answered
     assert page.evaluate("() => pyauthWeb.state()")["counters"]["ignored_messages"] >= 4
     assert page_errors == []

@@ -39,7 +39,7 @@ def answer(store: TokenStore, data: object) -> dict[str, object]:
     """What the page replies (the runtime's path for a fresh token)."""
     url = protocol.parse_token_request(data)
     assert url is not None
-    return protocol.token_reply(store.lookup(url))
+    return protocol.token_reply(store.lookup(url), "app")
 
 
 def test_answer_token_request() -> None:
@@ -48,12 +48,14 @@ def test_answer_token_request() -> None:
     store.set("https://a.example/", token)
     req = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://a.example/img/1"}
     assert answer(store, req) == {
+        "app": "app",
         "realmURL": "https://a.example/",
         "token": token,
         "exp": NOW + 3600,
+        "redirect": "follow",
     }
     miss = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://b.example/"}
-    assert answer(store, miss) == {}
+    assert answer(store, miss) == {"app": "app"}
 
 
 def test_malformed_requests_are_ignored() -> None:
@@ -71,7 +73,7 @@ def test_malformed_requests_are_ignored() -> None:
     ):
         assert protocol.parse_token_request(bad) is None
     odd = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "not a url"}
-    assert answer(store, odd) == {}
+    assert answer(store, odd) == {"app": "app"}
 
 
 def test_sync_message_lists_configured_realms() -> None:
@@ -81,3 +83,27 @@ def test_sync_message_lists_configured_realms() -> None:
     assert msg["type"] == protocol.SYNC_TOKENS
     assert msg["realms"] == ["https://a.example/", "https://b.example/"]
     assert msg["expires"] == {"https://a.example/": None}
+
+
+def test_redirect_mode_defaults_by_realm_scope_and_takes_overrides() -> None:
+    assert protocol.redirect_mode("https://a.example/") == "follow"
+    assert protocol.redirect_mode("https://a.example/app/") == "error"
+    overrides = protocol.check_redirects({"HTTPS://A.example/app/": "follow"})
+    assert overrides == {"https://a.example/app/": "follow"}
+    assert protocol.redirect_mode("https://a.example/app/", overrides) == "follow"
+    for bad in ({"https://a.example/": "manual"}, {"ftp://x/": "follow"}, ["follow"]):
+        try:
+            protocol.check_redirects(bad)
+        except ValueError as exc:
+            assert "redirects" in str(exc) or "realm" in str(exc).lower()
+        else:
+            raise AssertionError(f"accepted {bad!r}")
+
+
+def test_sync_message_carries_redirect_modes() -> None:
+    store = TokenStore(clock=lambda: NOW)
+    token = jwt.encode({}, "k" * 32, algorithm="HS256")
+    store.set("https://a.example/", token)
+    store.set("https://a.example/app/", token)
+    msg = protocol.sync_tokens(store, [], {"https://a.example/": "error"})
+    assert msg["redirects"] == {"https://a.example/": "error", "https://a.example/app/": "error"}
