@@ -236,6 +236,7 @@ def realm_app(
                 {
                     "method": request.method,
                     "path": request.path,
+                    "query": request.query_string,
                     "auth": auth,
                     "valid": ok,
                     "reason": reason,
