@@ -11,6 +11,7 @@ server. Client-side we only *read* ``exp`` so we know when to stop using a token
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -69,6 +70,22 @@ def normalize_realm(realm_url: str) -> str:
             f"realm URL must end with '/' and have no query or fragment: {realm_url!r}"
         )
     return norm
+
+
+_DOT_SEGMENT = re.compile(r"(?:\.|%2e){1,2}", re.IGNORECASE)
+_REWRITTEN = re.compile(r"[\\\t\n\r]")
+
+
+def is_resolved(url: str) -> bool:
+    """False when a browser would still rewrite the path of ``url`` before sending it: a dot
+    segment (``.``/``..``, also spelled with ``%2e``), a ``\\``, or a tab or newline before
+    the query. A URL serialised by the browser's URL parser never has these, so a URL that
+    does was not canonicalised, and must not be matched against realm prefixes.
+    (A safety net only: the browser adapter canonicalises with the real WHATWG parser.)"""
+    head = re.split(r"[?#]", url, maxsplit=1)[0]
+    if _REWRITTEN.search(head):
+        return False
+    return not any(_DOT_SEGMENT.fullmatch(seg) for seg in urlsplit(head).path.split("/"))
 
 
 def origin_of(url: str) -> str:
@@ -135,10 +152,15 @@ class TokenStore:
         return dict(self._entries)
 
     def realm_for(self, url: str) -> str | None:
-        """Longest realm prefix (among realms holding a token) that ``url`` falls under."""
+        """Longest realm prefix (among realms holding a token) that ``url`` falls under.
+
+        ``url`` must be canonical (as the browser sends it): one whose path the browser
+        would still rewrite (see :func:`is_resolved`) is in no realm."""
         try:
             norm = normalize_url(url)
         except ValueError:
+            return None
+        if not is_resolved(norm):
             return None
         best: str | None = None
         for realm in self._entries:

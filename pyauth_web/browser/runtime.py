@@ -23,6 +23,7 @@ from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
 from pyauth_web import protocol
 from pyauth_web.browser import fetch as auth_fetch
+from pyauth_web.browser import urls
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
 from pyauth_web.browser.sse import StreamHandle, start_stream
@@ -423,9 +424,16 @@ class BrowserRuntime:
         self._post(_js(protocol.clear_tokens()))
         self._emit("tokens-cleared")
 
-    async def get_token(self, url: str) -> str | None:
+    async def get_token(self, url: Any) -> str | None:
         """The fresh token for ``url``; refreshes first when it is stale and a refresher is
-        configured; ``None`` when no realm holds a token for it. Raises on refresh failure."""
+        configured; ``None`` when no realm holds a token for it. Raises on refresh failure.
+
+        Answers for ``url`` as the browser would send it (resolved against the page and
+        canonicalised by its URL parser; a ws(s) URL as its http(s) equivalent): a URL that
+        does not parse, or is not http(s)/ws(s), has no token."""
+        url = urls.for_matching(url)
+        if url is None:
+            return None
         entry = self.store.lookup(url)
         if entry is not None:
             return entry.token
