@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from typing import Any
 
@@ -301,7 +302,7 @@ class BrowserRuntime:
         if planned is not None and planned[0] == entry.token:
             return
         due = refresh_at(entry.exp, self.store.skew, self.jitter, self._rng)
-        if due is None:
+        if due is None or not math.isfinite(due):  # never a timer that cannot be compared
             self._refresh_due.pop(entry.realm, None)
         else:
             self._refresh_due[entry.realm] = (entry.token, due)
@@ -467,8 +468,19 @@ class BrowserRuntime:
         return sock
 
     def state_json(self) -> str:
+        """The state as JSON; always valid JSON (a non-finite number becomes ``null``)."""
+
+        def finite(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: finite(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [finite(v) for v in value]
+            return value
+
         now = self.store.clock()
-        return json.dumps(
+        state = finite(
             {
                 "realms": self.realms,
                 "skew": self.store.skew,
@@ -485,6 +497,7 @@ class BrowserRuntime:
                 "counters": self.counters,
             }
         )
+        return json.dumps(state, allow_nan=False)
 
     def close(self) -> None:
         if self._timer is not None:
