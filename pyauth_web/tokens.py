@@ -11,6 +11,8 @@ server. Client-side we only *read* ``exp`` so we know when to stop using a token
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ Clock = Callable[[], float]
 
 DEFAULT_SKEW_SECONDS = 60.0
 DEFAULT_STORAGE_KEY = "pyauth-web:session"
+MAX_EXP = 253402300799
+"""The largest ``exp`` accepted: 9999-12-31T23:59:59Z (the service worker mirrors it)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -71,6 +75,22 @@ def normalize_realm(realm_url: str) -> str:
     return norm
 
 
+_DOT_SEGMENT = re.compile(r"(?:\.|%2e){1,2}", re.IGNORECASE)
+_REWRITTEN = re.compile(r"[\\\t\n\r]")
+
+
+def is_resolved(url: str) -> bool:
+    """False when a browser would still rewrite the path of ``url`` before sending it: a dot
+    segment (``.``/``..``, also spelled with ``%2e``), a ``\\``, or a tab or newline before
+    the query. A URL serialised by the browser's URL parser never has these, so a URL that
+    does was not canonicalised, and must not be matched against realm prefixes.
+    (A safety net only: the browser adapter canonicalises with the real WHATWG parser.)"""
+    head = re.split(r"[?#]", url, maxsplit=1)[0]
+    if _REWRITTEN.search(head):
+        return False
+    return not any(_DOT_SEGMENT.fullmatch(seg) for seg in urlsplit(head).path.split("/"))
+
+
 def origin_of(url: str) -> str:
     parts = urlsplit(normalize_url(url))
     return f"{parts.scheme}://{parts.netloc}"
@@ -80,20 +100,37 @@ def token_expiry(token: str) -> float | None:
     """The token's ``exp`` (seconds since the epoch), or ``None`` when it has none.
 
     Read with PyJWT *without* verifying the signature (see the module docstring).
-    Raises :class:`InvalidToken` when the string is not a JWT or ``exp`` is not a number.
+    Raises :class:`InvalidToken` when the string is not a JWT or ``exp`` is not a number
+    (int or float, not bool) with ``0 <= exp <=`` :data:`MAX_EXP`: NaN, infinities (``1e309``
+    in the JSON), huge integers, negative values and strings are all invalid.
     """
     if not isinstance(token, str) or not token:
         raise InvalidToken("token must be a non-empty string")
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise InvalidToken(f"not a JWT: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - untrusted input: any decoding failure
+        raise InvalidToken(f"not a JWT: {_one_line(exc)}") from exc
     exp = claims.get("exp")
     if exp is None:
         return None
     if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidToken("JWT 'exp' claim is not a number")
+        raise InvalidToken(f"JWT 'exp' claim is not a number: {_short(exp)}")
+    if (isinstance(exp, float) and not math.isfinite(exp)) or not 0 <= exp <= MAX_EXP:
+        raise InvalidToken(f"JWT 'exp' claim is out of range [0, {MAX_EXP}]: {_short(exp)}")
     return float(exp)
+
+
+def _short(value: object) -> str:
+    """A short one-line rendering of a claim value for an error message."""
+    if isinstance(value, int) and abs(value) > 10**30:  # str() of a huge int is slow or fails
+        return f"a {value.bit_length()}-bit integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -135,10 +172,15 @@ class TokenStore:
         return dict(self._entries)
 
     def realm_for(self, url: str) -> str | None:
-        """Longest realm prefix (among realms holding a token) that ``url`` falls under."""
+        """Longest realm prefix (among realms holding a token) that ``url`` falls under.
+
+        ``url`` must be canonical (as the browser sends it): one whose path the browser
+        would still rewrite (see :func:`is_resolved`) is in no realm."""
         try:
             norm = normalize_url(url)
         except ValueError:
+            return None
+        if not is_resolved(norm):
             return None
         best: str | None = None
         for realm in self._entries:
@@ -161,16 +203,17 @@ class TokenStore:
     def loads(self, raw: str | None) -> list[str]:
         """Replace the contents with the JSON object ``raw``; never raises.
 
-        Bad JSON, a non-object, bad realm keys and non-JWT values are dropped; the good
-        entries are kept. Returns one human-readable problem per dropped item.
+        Bad JSON, a non-object, bad realm keys, non-JWT values and tokens with an invalid
+        ``exp`` are dropped; the good entries are kept. Returns one human-readable problem
+        per dropped item.
         """
         self._entries.clear()
         if raw is None or raw == "":
             return []
         try:
             data = json.loads(raw)
-        except (TypeError, ValueError) as exc:
-            return [f"stored session is not JSON ({exc}); ignored"]
+        except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on deep nesting
+            return [f"stored session is not JSON ({_one_line(exc)}); ignored"]
         if not isinstance(data, dict):
             return [f"stored session is a JSON {type(data).__name__}, not an object; ignored"]
         return self._load_pairs(data.items())
@@ -182,6 +225,6 @@ class TokenStore:
                 if not isinstance(realm, str) or not isinstance(token, str):
                     raise ValueError("realm and token must be strings")
                 self.set(realm, token)
-            except ValueError as exc:
-                problems.append(f"dropped stored entry {str(realm)[:80]!r}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one bad entry never fails the load
+                problems.append(f"dropped stored entry {str(realm)[:80]!r}: {_one_line(exc)}")
         return problems

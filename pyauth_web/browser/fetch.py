@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
 import js
 from pyodide.ffi import JsProxy, to_js
 from pyodide.http import FetchResponse, pyfetch
 
 from pyauth_web.authflow import ForceRefresh, GetToken, Send, auth_flow
+from pyauth_web.browser import urls
 from pyauth_web.refresh import RefreshError
 
 if TYPE_CHECKING:
@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 async def run_flow(
     rt: BrowserRuntime, url: str, replayable: bool, send: Callable[[str | None], Awaitable[Any]]
 ) -> Any:
+    """``url`` is where ``send`` sends the request, exactly (the canonical URL)."""
+    match = urls.for_matching(url)  # None: no realm can hold a token for it
+
     def current() -> str | None:
-        entry = rt.store.lookup(url)
+        entry = rt.store.lookup(match) if match else None
         return entry.token if entry else None
 
     flow = auth_flow(replayable=replayable, current_token=current)
@@ -36,13 +39,13 @@ async def run_flow(
         answer: Any
         if isinstance(command, GetToken):
             try:
-                answer = await rt.get_token(url)
+                answer = await rt.get_token(match) if match else None
             except RefreshError:
                 answer = None  # reported once through console:auth-error; send unauthenticated
         elif isinstance(command, Send):
             answer = await send(command.token)
         elif isinstance(command, ForceRefresh):
-            realm = rt.store.realm_for(url)
+            realm = rt.store.realm_for(match) if match else None
             try:
                 answer = (
                     await rt.coordinator.refresh(realm, command.stale_token)
@@ -64,7 +67,8 @@ def _is_stream(value: Any) -> bool:
 
 
 async def js_fetch(rt: BrowserRuntime, input: Any, init: Any = None, transport: Any = None) -> Any:
-    """``pyauthWeb.fetch``: returns the JS ``Response`` of the last attempt."""
+    """``pyauthWeb.fetch``: returns the JS ``Response`` of the last attempt. The ``Request``
+    constructor canonicalises the URL; every attempt is sent to exactly that ``request.url``."""
     transport = transport or js.fetch
     request = js.Request.new(input, init) if init is not None else js.Request.new(input)
     body = getattr(init, "body", None) if init is not None else None
@@ -87,14 +91,17 @@ async def fetch(url: str, **init: Any) -> FetchResponse:
     from pyauth_web.browser.runtime import current
 
     rt = current()
-    absolute = urljoin(str(js.location.href), url)
+    # Sent to exactly the URL the token was chosen for: the browser's canonical form (resolved
+    # against the page). One that does not parse goes as given, without a token, and fails
+    # as fetch fails.
+    target = urls.canonical(url) or url
     replayable = not _is_stream(init.get("body"))
 
     async def send(token: str | None) -> FetchResponse:
         headers = dict(init.get("headers") or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return await pyfetch(absolute, **{**init, "headers": headers})
+        return await pyfetch(target, **{**init, "headers": headers})
 
-    response: FetchResponse = await run_flow(rt, absolute, replayable, send)
+    response: FetchResponse = await run_flow(rt, target, replayable, send)
     return response

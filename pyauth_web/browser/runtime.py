@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from typing import Any
 
@@ -23,6 +24,7 @@ from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
 from pyauth_web import protocol
 from pyauth_web.browser import fetch as auth_fetch
+from pyauth_web.browser import urls
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
 from pyauth_web.browser.sse import StreamHandle, start_stream
@@ -333,7 +335,7 @@ class BrowserRuntime:
         if planned is not None and planned[0] == entry.token:
             return
         due = refresh_at(entry.exp, self.store.skew, self.jitter, self._rng)
-        if due is None:
+        if due is None or not math.isfinite(due):  # never a timer that cannot be compared
             self._refresh_due.pop(entry.realm, None)
         else:
             self._refresh_due[entry.realm] = (entry.token, due)
@@ -457,10 +459,17 @@ class BrowserRuntime:
         self._post(_js(protocol.clear_tokens()))
         self._emit("tokens-cleared")
 
-    async def get_token(self, url: str) -> str | None:
+    async def get_token(self, url: Any) -> str | None:
         """The fresh token for ``url``; refreshes first when it is stale and a refresher is
-        configured; ``None`` when no realm holds a token for it. Raises on refresh failure."""
+        configured; ``None`` when no realm holds a token for it. Raises on refresh failure.
+
+        Answers for ``url`` as the browser would send it (resolved against the page and
+        canonicalised by its URL parser; a ws(s) URL as its http(s) equivalent): a URL that
+        does not parse, or is not http(s)/ws(s), has no token."""
         self._reload_if_changed()
+        url = urls.for_matching(url)
+        if url is None:
+            return None
         entry = self.store.lookup(url)
         if entry is not None:
             return entry.token
@@ -494,8 +503,19 @@ class BrowserRuntime:
         return sock
 
     def state_json(self) -> str:
+        """The state as JSON; always valid JSON (a non-finite number becomes ``null``)."""
+
+        def finite(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: finite(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [finite(v) for v in value]
+            return value
+
         now = self.store.clock()
-        return json.dumps(
+        state = finite(
             {
                 "realms": self.realms,
                 "skew": self.store.skew,
@@ -512,6 +532,7 @@ class BrowserRuntime:
                 "counters": self.counters,
             }
         )
+        return json.dumps(state, allow_nan=False)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import js
 from pyodide.ffi import JsException, to_js
 
+from pyauth_web.browser import urls
 from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
@@ -47,7 +48,10 @@ class EventStream(StateReporter):
             from pyauth_web.browser.runtime import current
 
             runtime = current()
-        self.url = str(js.URL.new(url, js.location.href).href)
+        canonical = urls.canonical(url)  # connects to, and matches realms on, exactly this
+        if canonical is None:
+            raise ValueError(f"not a valid URL: {url!r}")
+        self.url = canonical
         self.rt = runtime
         self.policy = policy or SSEPolicy()
         self.resync = resync

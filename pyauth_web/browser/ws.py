@@ -16,12 +16,13 @@ import asyncio
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import js
 from pyodide.ffi import JsException
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
+from pyauth_web.browser import urls
 from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.tokens import token_expiry
@@ -29,13 +30,6 @@ from pyauth_web.ws_rotation import RotationPolicy, RotationTracker
 
 if TYPE_CHECKING:
     from pyauth_web.browser.runtime import BrowserRuntime
-
-
-def http_equivalent(ws_url: str) -> str:
-    """``ws://h/p`` -> ``http://h/p`` (realms are http(s) prefixes)."""
-    parts = urlsplit(ws_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, *parts[1:]))
 
 
 class RotatingSocket(StateReporter):
@@ -52,8 +46,11 @@ class RotatingSocket(StateReporter):
         if token_in not in ("message", "url"):
             raise ValueError("tokenIn must be 'message' or 'url'")
         self.rt = runtime
-        self.url = url
-        self.http_url = http_equivalent(url)
+        # Opened at exactly the browser's canonical ws(s) URL, matched against realms as its
+        # http(s) equivalent. One that does not parse (or has another scheme) gets no token,
+        # and the WebSocket constructor then rejects it.
+        self.url = urls.websocket(url) or str(url)
+        self.http_url = urls.for_matching(self.url)
         self.token_in = token_in
         self.on_message = on_message
         self.on_state = on_state
@@ -76,9 +73,13 @@ class RotatingSocket(StateReporter):
             if not opened.done():
                 opened.set_result(ok)
 
+        def closed(event: Any) -> None:
+            settle(False)
+            self._on_close(ws, event)
+
         self._listen(ws, "open", lambda _e: settle(True))
         self._listen(ws, "error", lambda _e: settle(False))
-        self._listen(ws, "close", lambda e: (settle(False), self._on_close(ws, e)))
+        self._listen(ws, "close", closed)
         self._listen(ws, "message", lambda e: self._on_message(ws, e))
         if not await opened:
             self._forget(ws)
@@ -123,7 +124,7 @@ class RotatingSocket(StateReporter):
     async def start(self) -> None:
         self._set_state("connecting")
         try:
-            self.token = await self.rt.get_token(self.http_url)
+            self.token = await self.rt.get_token(self.http_url) if self.http_url else None
             self.ws = await self._open(self.token)
         except (RefreshError, ConnectionError, JsException):
             self.tracker.close("connect failed")
@@ -160,10 +161,10 @@ class RotatingSocket(StateReporter):
             self._fail("rotation limit")
             return
         self._set_state("rotating")
-        realm = self.rt.store.realm_for(self.http_url)
+        realm = self.rt.store.realm_for(self.http_url) if self.http_url else None
         try:
             if realm is None or self.token is None or not self.rt.has_refresher:
-                raise RefreshError(self.http_url, "no token to refresh")
+                raise RefreshError(self.http_url or self.url, "no token to refresh")
             token = await self.rt.coordinator.refresh(realm, self.token)  # forced
             new_ws = await self._open(token)
         except (RefreshError, ConnectionError, JsException):
@@ -179,7 +180,7 @@ class RotatingSocket(StateReporter):
         self._arm_expiry()
 
     def _fail(self, reason: str) -> None:
-        self.rt._failed_stream(self.http_url, reason)
+        self.rt._failed_stream(self.http_url or self.url, reason)
         self._finish()
 
     def _finish(self) -> None:

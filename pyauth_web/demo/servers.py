@@ -215,10 +215,10 @@ def realm_app(
     log: RealmLog | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """A resource server: ``/img/NAME`` and ``/SCOPE/img/NAME`` (SVG) and ``/api/NAME`` (JSON) only with a valid Bearer
-    JWT (checked against ``clock``); ``/api/reject/KEY?times=N`` answers 401 to its first N
-    requests whatever the token; SSE and WebSocket endpoints from :mod:`.streams`. Every
-    request is logged (with its body and ``Last-Event-ID``)."""
+    """A resource server: ``/img/NAME`` and ``/SCOPE/img/NAME`` (SVG) and ``/api/NAME`` (JSON)
+    only with a valid Bearer JWT (checked against ``clock``); ``/api/reject/KEY?times=N``
+    answers 401 to its first N requests whatever the token; SSE and WebSocket endpoints from
+    :mod:`.streams`. Every request is logged (with its body and ``Last-Event-ID``)."""
     from .streams import add_stream_routes
 
     log = log if log is not None else RealmLog()
@@ -236,6 +236,7 @@ def realm_app(
                 {
                     "method": request.method,
                     "path": request.path,
+                    "query": request.query_string,
                     "auth": auth,
                     "valid": ok,
                     "reason": reason,

@@ -9,9 +9,11 @@ SSE (``GET``, token in ``Authorization``, resumes after ``Last-Event-ID``):
 - ``/sse/deny``: always ``401``;
 - ``/sse/fatal``: one ``event: error`` then close.
 
-WebSocket ``/ws``: the token comes in the first message ``{"type": "auth", "token"}`` or the
-``access_token`` query parameter. Messages are echoed as ``{"echo": m}``; ``{"cmd": "expire"}``
-(or the token passing ``exp``) gets ``{"error": "tokenExpired"}``.
+WebSocket ``/ws`` (and ``/SCOPE.../ws`` for path-scoped realms, logged under its own path):
+the token comes in the first message ``{"type": "auth", "token"}`` or the ``access_token``
+query parameter; the connect is logged with that token as ``auth``, the query string and the
+first message as ``body``. Messages are echoed as ``{"echo": m}``; ``{"cmd": "expire"}`` (or
+the token passing ``exp``) gets ``{"error": "tokenExpired"}``.
 """
 
 from __future__ import annotations
@@ -97,12 +99,12 @@ def add_stream_routes(
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         token = request.query.get("access_token")
+        first_text: str | None = None
         if token is None:
             first = await ws.receive(timeout=10)
+            first_text = first.data if first.type == WSMsgType.TEXT else None
             try:
-                token = (
-                    json.loads(first.data).get("token") if first.type == WSMsgType.TEXT else None
-                )
+                token = json.loads(first.data).get("token") if first_text is not None else None
             except (ValueError, AttributeError):
                 token = None
         header = f"Bearer {token}" if token else None
@@ -110,11 +112,12 @@ def add_stream_routes(
         log.entries.append(
             {
                 "method": "WS",
-                "path": "/ws",
+                "path": request.path,
+                "query": request.query_string,
                 "auth": header,
                 "valid": ok,
                 "reason": reason,
-                "body": None,
+                "body": first_text,
                 "t": time.time(),
             }
         )
@@ -129,7 +132,7 @@ def add_stream_routes(
             log.entries.append(
                 {
                     "method": "WS",
-                    "path": "/ws/message",
+                    "path": request.path + "/message",
                     "auth": header,
                     "valid": True,
                     "reason": "ok",
@@ -149,3 +152,4 @@ def add_stream_routes(
     app.router.add_get("/sse/deny", deny)
     app.router.add_get("/sse/fatal", fatal)
     app.router.add_get("/ws", socket)
+    app.router.add_get("/{scope:.+}/ws", socket)  # path-scoped realms, e.g. /app/ws

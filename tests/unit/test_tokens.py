@@ -130,3 +130,43 @@ def test_remove_and_clear() -> None:
     s.set("https://a.example/", make())
     s.clear()
     assert s.entries() == {}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a.example/app/../app-evil/x",
+        "https://a.example/app/%2e%2e/app-evil/x",
+        "https://a.example/app/%2E%2E/app-evil/x",
+        "https://a.example/app/.%2e/app-evil/x",
+        "https://a.example/app/%2E./app-evil/x",
+        "https://a.example/app/..\\app-evil/x",
+        "https://a.example/app\\..\\app-evil/x",
+        "https://a.example/app/.\t./app-evil/x",
+        "https://a.example/app/.\n./app-evil/x",
+        "https://a.example/app/./x",
+        "https://a.example/app/%2e/x",
+        "https://a.example/app/..",
+    ],
+)
+def test_a_url_the_browser_would_still_rewrite_is_in_no_realm(url: str) -> None:
+    # The browser adapter canonicalises first; the core refuses what was not canonicalised.
+    s = store()
+    s.set("https://a.example/app/", make(NOW + 3600))
+    assert s.realm_for(url) is None and s.lookup(url) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a.example/app/x",
+        "https://a.example/app/...",  # three dots is a name, not a dot segment
+        "https://a.example/app/.x/%2ex/x.%2e",
+        "https://a.example/app/x?next=/../y&p=a\\b",  # the query is not a path
+        "https://a.example/app/x#../../y",
+    ],
+)
+def test_canonical_urls_still_match(url: str) -> None:
+    s = store()
+    s.set("https://a.example/app/", make(NOW + 3600))
+    assert s.realm_for(url) == "https://a.example/app/"
