@@ -77,9 +77,12 @@ async def js_fetch(rt: BrowserRuntime, input: Any, init: Any = None, transport: 
     async def send(token: str | None) -> Any:
         base = request.clone() if replayable else request
         headers = js.Headers.new(base.headers)
+        options: dict[str, Any] = {"headers": headers}
         if token is not None:
             headers.set("Authorization", f"Bearer {token}")
-        options = to_js({"headers": headers}, dict_converter=js.Object.fromEntries)
+            if rt.redirect_for(urls.for_matching(str(request.url))) == "error":
+                options["redirect"] = "error"
+        options = to_js(options, dict_converter=js.Object.fromEntries)
         return await transport(js.Request.new(base, options))
 
     return await run_flow(rt, str(request.url), replayable, send)
@@ -99,9 +102,12 @@ async def fetch(url: str, **init: Any) -> FetchResponse:
 
     async def send(token: str | None) -> FetchResponse:
         headers = dict(init.get("headers") or {})
+        extra: dict[str, Any] = {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return await pyfetch(target, **{**init, "headers": headers})
+            if rt.redirect_for(urls.for_matching(target)) == "error":
+                extra["redirect"] = "error"
+        return await pyfetch(target, **{**init, "headers": headers, **extra})
 
     response: FetchResponse = await run_flow(rt, target, replayable, send)
     return response

@@ -431,7 +431,7 @@ class BrowserRuntime:
         if refresh_token is not None and self.oauth is not None:
             self.oauth.set(entry.realm, refresh_token)
         self._persist()
-        self._post(_js(protocol.set_realm_token(entry, self.store.skew)))
+        self._post(_js(protocol.set_realm_token(entry, self.store.skew, self.redirects)))
         self._plan(entry)
         self._schedule()
         self._emit("token-set", realmURL=entry.realm, exp=entry.exp)
@@ -458,6 +458,15 @@ class BrowserRuntime:
         self._schedule()
         self._post(_js(protocol.clear_tokens()))
         self._emit("tokens-cleared")
+
+    def redirect_for(self, url: str | None) -> str:
+        """``fetch``'s ``redirect`` option for a request carrying the token for ``url``: the
+        realm's redirect mode ('error' keeps a redirect from taking the token to a sibling path
+        of the origin; see :func:`pyauth_web.protocol.redirect_mode`)."""
+        realm = self.store.realm_for(url) if url else None
+        if realm is not None and protocol.redirect_mode(realm, self.redirects) == "error":
+            return "error"
+        return "follow"
 
     async def get_token(self, url: Any) -> str | None:
         """The fresh token for ``url``; refreshes first when it is stale and a refresher is

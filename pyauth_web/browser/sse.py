@@ -86,6 +86,8 @@ class EventStream(StateReporter):
             "cache": "no-store",
             "signal": self._abort.signal,
         }
+        if token is not None:
+            init["redirect"] = self.rt.redirect_for(urls.for_matching(self.url))
         self.connects += 1
         try:
             resp = await js.fetch(self.url, to_js(init, dict_converter=js.Object.fromEntries))

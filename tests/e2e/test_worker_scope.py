@@ -160,6 +160,17 @@ def test_redirects_follow_the_realm_redirect_mode(
     # Default for a path-scoped realm: a redirect fails; the sibling path never sees the token.
     assert page.evaluate(result, go_out) == "error"
     assert page.evaluate(result, go_in) == "error"  # the trade-off: same-realm redirects fail too
+    # The same rule when the runtime sends the header itself (pyauthWeb.fetch, Python fetch).
+    by_runtime = "(u) => pyauthWeb.fetch(u).then((r) => r.status, () => 'error')"
+    assert page.evaluate(by_runtime, go_out + "&by=js") == "error"
+    python_fetch = """async (u) => pyauthWeb.pyodide.runPythonAsync(`
+import pyauth_web.browser.fetch as f
+try:
+    r = (await f.fetch(${JSON.stringify(u)})).status
+except Exception:
+    r = 'error'
+r`)"""
+    assert page.evaluate(python_fetch, go_out + "&by=py") == "error"
     assert all(auth is None for auth in auth_of(servers, outside))
     assert f"Bearer {token}" in auth_of(servers, f"/app/go/out-{run_id}")
     # A host that trusts every path of the origin lets redirects be followed.

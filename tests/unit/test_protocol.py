@@ -6,7 +6,7 @@ from pathlib import Path
 import jwt
 
 from pyauth_web import protocol
-from pyauth_web.tokens import TokenStore
+from pyauth_web.tokens import MAX_EXP, TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -33,6 +33,13 @@ def test_budgets_agree() -> None:
     source = (ROOT / "sw" / "sw.js").read_text()
     assert f"ANSWER_BUDGET_MS = {protocol.ANSWER_BUDGET_MS};" in source
     assert f"PENDING_BUDGET_MS = {protocol.PENDING_BUDGET_MS};" in source
+
+
+def test_exp_range_and_redirect_modes_agree() -> None:
+    source = (ROOT / "sw" / "sw.js").read_text()
+    assert f"const MAX_EXP = {MAX_EXP};" in source
+    assert f"const REDIRECT_FOLLOW = '{protocol.REDIRECT_FOLLOW}';" in source
+    assert f"const REDIRECT_ERROR = '{protocol.REDIRECT_ERROR}';" in source
 
 
 def answer(store: TokenStore, data: object) -> dict[str, object]:
