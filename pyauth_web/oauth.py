@@ -38,6 +38,26 @@ class TokenResponse(NamedTuple):
     token_type: str
 
 
+def check_endpoint(url: object, name: str = "token endpoint") -> str:
+    """The one rule for URLs that receive a credential (``tokenEndpoint``, ``refreshURL``):
+    absolute, https — or http on a loopback host (127.0.0.0/8, ::1, localhost) —, no
+    credentials, no fragment. Returns the normalized URL; raises ``ValueError`` naming ``name``."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{name} must be an absolute URL, got {url!r}")
+    try:
+        norm = normalize_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    parts = urlsplit(norm)
+    host = parts.hostname or ""
+    loopback = host in _LOOPBACK or host.startswith("127.")
+    if parts.scheme != "https" and not loopback:
+        raise ValueError(f"{name} must use https (http only on loopback): {url!r}")
+    if parts.fragment:
+        raise ValueError(f"{name} must not have a fragment: {url!r}")
+    return norm
+
+
 def build_refresh_request(
     token_endpoint: str, client_id: str, refresh_token: str, scope: str | None = None
 ) -> RefreshRequest:
@@ -45,12 +65,7 @@ def build_refresh_request(
 
     The endpoint must be https (RFC 6749 section 3.2), except on a loopback host.
     """
-    url = normalize_url(token_endpoint)  # ValueError unless absolute http(s)
-    parts = urlsplit(url)
-    if parts.scheme != "https" and (parts.hostname or "") not in _LOOPBACK:
-        raise ValueError(f"token endpoint must use https: {token_endpoint!r}")
-    if parts.fragment:
-        raise ValueError(f"token endpoint must not have a fragment: {token_endpoint!r}")
+    url = check_endpoint(token_endpoint)
     if not client_id:
         raise ValueError("client_id must be non-empty")
     if not refresh_token:

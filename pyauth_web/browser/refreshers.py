@@ -35,6 +35,27 @@ def _oauth_error(body: str) -> tuple[str | None, str | None]:
     return (err if isinstance(err, str) else None, desc if isinstance(desc, str) else None)
 
 
+def forget_refresh_tokens(storage_key: str, realm: str | None = None) -> None:
+    """Remove the stored refresh token of ``realm`` (all of them when ``None``): logout removes
+    every credential, whether or not this tab configured the OAuth refresher."""
+    key = f"{storage_key}:refresh"
+    if realm is None:
+        js.localStorage.removeItem(key)
+        return
+    raw = js.localStorage.getItem(key)
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data.pop(realm, None)
+    if data:
+        js.localStorage.setItem(key, json.dumps(data))
+    else:
+        js.localStorage.removeItem(key)
+
+
 def callback_refresher(fn: JsProxy) -> Any:
     async def refresh(realm: str) -> str:
         try:
@@ -58,6 +79,7 @@ def url_refresher(url: str) -> Any:
                 url,
                 method="POST",
                 credentials="include",
+                redirect="error",  # a credential never follows a redirect
                 headers={"Content-Type": "application/json"},
                 body=json.dumps({"realmURL": realm}),
             )
@@ -138,6 +160,7 @@ class OAuthRefresher:
                         "headers": req.headers,
                         "body": req.body,
                         "credentials": "omit",
+                        "redirect": "error",  # the refresh token never follows a redirect
                     },
                     dict_converter=js.Object.fromEntries,
                 ),

@@ -22,11 +22,16 @@ import js
 from pyodide.ffi import JsProxy, create_proxy, to_js
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
-from pyauth_web import protocol
+from pyauth_web import oauth, protocol
 from pyauth_web.browser import fetch as auth_fetch
 from pyauth_web.browser import urls
 from pyauth_web.browser.locks import web_lock
-from pyauth_web.browser.refreshers import OAuthRefresher, callback_refresher, url_refresher
+from pyauth_web.browser.refreshers import (
+    OAuthRefresher,
+    callback_refresher,
+    forget_refresh_tokens,
+    url_refresher,
+)
 from pyauth_web.browser.sse import StreamHandle, start_stream
 from pyauth_web.browser.ws import RotatingSocket
 from pyauth_web.prewarm import Prewarm
@@ -137,14 +142,17 @@ class BrowserRuntime:
         refresher: Any = self._refresher  # options without a refresher keep the current one
         if opts.get("refresh") is not None:
             refresher = callback_refresher(opts["refresh"])
-        elif opts.get("refreshURL"):
-            refresher = url_refresher(str(opts["refreshURL"]))
+        elif opts.get("refreshURL") is not None:
+            refresher = url_refresher(oauth.check_endpoint(opts["refreshURL"], "refreshURL"))
         elif opts.get("oauth") is not None:
             o = opts["oauth"]
             o = o.to_py() if isinstance(o, JsProxy) else dict(o)
+            client_id = o.get("clientId")
+            if not isinstance(client_id, str) or not client_id:
+                raise ValueError(f"oauth.clientId must be a non-empty string, got {client_id!r}")
             self.oauth = OAuthRefresher(
-                str(o["tokenEndpoint"]),
-                str(o["clientId"]),
+                oauth.check_endpoint(o.get("tokenEndpoint"), "oauth.tokenEndpoint"),
+                client_id,
                 f"{self.storage_key}:refresh",
                 o.get("scope"),
             )
@@ -428,6 +436,9 @@ class BrowserRuntime:
             raise ValueError("call configure({oauth: ...}) before passing a refresh token")
         entry = self.store.set(realm_url, token)
         self.coordinator.reset(entry.realm)
+        # A refresh token belongs to the session it came with: a new access token without one
+        # drops the old one (it may be another user's).
+        forget_refresh_tokens(self.storage_key, entry.realm)
         if refresh_token is not None and self.oauth is not None:
             self.oauth.set(entry.realm, refresh_token)
         self._persist()
@@ -441,8 +452,7 @@ class BrowserRuntime:
         self.store.remove(realm)
         self.coordinator.cancel_all(LOGGED_OUT)
         self.coordinator.reset(realm)
-        if self.oauth is not None:
-            self.oauth.set(realm, None)
+        forget_refresh_tokens(self.storage_key, realm)  # whatever this tab configured
         self._persist()
         self._refresh_due.pop(realm, None)
         self._post(_js(protocol.remove_realm_token(realm)))
@@ -451,8 +461,7 @@ class BrowserRuntime:
     def clear_tokens(self) -> None:
         self.store.clear()
         self.coordinator.clear()
-        if self.oauth is not None:
-            self.oauth.clear()
+        forget_refresh_tokens(self.storage_key)  # whatever this tab configured
         self._persist()
         self._refresh_due.clear()
         self._schedule()
