@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,24 @@ def run_id() -> str:
 
 
 # -- helpers used by the tests ------------------------------------------------------------------
+def serve_broken_bundle(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple[str, Path]:
+    """A copy of the bundle without its PyJWT wheel (the runtime cannot start), served by a new
+    host origin with the test pages. Returns (origin, the missing file)."""
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    (missing,) = (broken / "wheels").glob("pyjwt-*.whl")
+    missing.unlink()
+    host = servers.thread.serve(
+        host_app(
+            broken,
+            issuer=servers.issuer,
+            page_vars={"REALM": servers.realm},
+            extra_dirs={"t": PAGES},
+        )
+    )
+    return host, missing
+
+
 def wait_ready(page: Page) -> None:
     page.wait_for_function("() => !!window.pyauthWeb", timeout=CONFIG.BOOT_TIMEOUT_MS)
     page.evaluate("() => pyauthWeb.ready.then(() => true)")

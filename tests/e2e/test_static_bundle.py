@@ -10,10 +10,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from conftest import PAGES, Servers, wait_controlled, wait_ready
+from conftest import Servers, serve_broken_bundle, wait_controlled, wait_ready
 from playwright.sync_api import Page
-
-from pyauth_web.demo.servers import host_app
 
 HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <script src="/pyauth/pyauth-web.js" data-sw="/sw.js" data-realms="{realm}"></script>
@@ -70,18 +68,7 @@ def test_a_broken_bundle_fails_clearly_and_degrades_to_plain_fetch(
     run_id: str,
     page_errors: list[str],
 ) -> None:
-    broken = tmp_path / "broken"
-    shutil.copytree(bundle_dir, broken)
-    (missing,) = (broken / "wheels").glob("pyjwt-*.whl")
-    missing.unlink()
-    host = servers.thread.serve(
-        host_app(
-            broken,
-            issuer=servers.issuer,
-            page_vars={"REALM": servers.realm},
-            extra_dirs={"t": PAGES},
-        )
-    )
+    host, missing = serve_broken_bundle(servers, bundle_dir, tmp_path)
     page.goto(host + "/t/app.html")
     page.wait_for_function("() => !!window.pyauthWeb")
     message = page.evaluate("() => pyauthWeb.ready.then(() => null, (e) => e.message)")

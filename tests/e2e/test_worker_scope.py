@@ -11,15 +11,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from conftest import PAGES, STORAGE_KEY, Servers, wait_controlled, wait_ready
+from conftest import STORAGE_KEY, Servers, serve_broken_bundle, wait_controlled, wait_ready
 from playwright.sync_api import Page
-
-from pyauth_web.demo.servers import host_app
 
 FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
 # The `sub` of the token the realm saw (null when the request was not authenticated).
@@ -284,13 +281,7 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
 def test_clear_tokens_works_when_the_runtime_failed_to_start(
     tmp_path: Path, bundle_dir: Path, page: Page, servers: Servers, run_id: str
 ) -> None:
-    broken = tmp_path / "broken"
-    shutil.copytree(bundle_dir, broken)
-    (missing,) = (broken / "wheels").glob("pyjwt-*.whl")
-    missing.unlink()
-    host = servers.thread.serve(
-        host_app(broken, issuer=servers.issuer, page_vars={"REALM": servers.realm}, extra_dirs={"t": PAGES})
-    )
+    host, _ = serve_broken_bundle(servers, bundle_dir, tmp_path)
     token = servers.token()
     page.goto(host + "/t/app.html")
     page.wait_for_function("() => !!window.pyauthWeb")
