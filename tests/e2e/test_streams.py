@@ -40,7 +40,7 @@ def connects(servers: Servers, path: str) -> list[dict[str, object]]:
 def test_sse_reconnects_with_the_new_token_and_loses_no_event(
     app_page: Page, servers: Servers, short_tokens: None, run_id: str
 ) -> None:
-    app_page.evaluate("() => pyauthWeb.configure({refreshURL: '/refresh', skew: 1, jitter: 0.5})")
+    app_page.evaluate("() => pyauthWeb.configure({refreshURL: location.origin + '/refresh', skew: 1, jitter: 0.5})")
     app_page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=3)])
     since = time.time()
     app_page.evaluate(OPEN_STREAM, [f"{servers.realm}sse/ticker?count=25&interval=0.2&run={run_id}",
