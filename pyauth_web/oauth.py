@@ -31,6 +31,19 @@ REFRESH_URL_REDIRECTED = "refresh URL redirected"
 _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # whitespace, controls, backslash
 
 
+class RefreshRequest(NamedTuple):
+    url: str
+    headers: dict[str, str]
+    body: str
+
+
+class TokenResponse(NamedTuple):
+    access_token: str
+    refresh_token: str | None  # None: the server did not rotate; keep using the old one
+    expires_in: float | None
+    token_type: str
+
+
 # -- the URLs that receive a credential --------------------------------------------------------
 def is_loopback_host(host: str) -> bool:
     """``localhost`` or a loopback IP literal (127.0.0.0/8, ``::1``). Names that merely start
@@ -74,26 +87,12 @@ def check_client_id(value: object, name: str = "oauth.clientId") -> str:
     return value
 
 
-class RefreshRequest(NamedTuple):
-    url: str
-    headers: dict[str, str]
-    body: str
-
-
-class TokenResponse(NamedTuple):
-    access_token: str
-    refresh_token: str | None  # None: the server did not rotate; keep using the old one
-    expires_in: float | None
-    token_type: str
-
-
 def build_refresh_request(
     token_endpoint: str, client_id: str, refresh_token: str, scope: str | None = None
 ) -> RefreshRequest:
     """``POST token_endpoint`` with a form-encoded ``refresh_token`` grant.
 
-    The endpoint must be https (RFC 6749 section 3.2), except on a loopback host
-    (:func:`check_endpoint`).
+    The endpoint must be https (RFC 6749 section 3.2), except on a loopback host.
     """
     url = check_endpoint(token_endpoint)
     if not client_id:
