@@ -27,7 +27,13 @@ from pyodide.ffi import JsException, JsProxy, to_js
 from pyodide.http import pyfetch
 
 from pyauth_web import oauth
-from pyauth_web.refresh import LOGGED_OUT, RefreshError, http_error, network_error
+from pyauth_web.refresh import (
+    LOGGED_OUT,
+    REFRESH_TIMED_OUT,
+    RefreshError,
+    http_error,
+    network_error,
+)
 
 OPAQUE_REDIRECT = "opaqueredirect"  # Response.type of a redirect under redirect: 'manual'
 
@@ -148,7 +154,9 @@ class OAuthRefresher:
         self.scope = scope
         self.tokens = tokens
         self._session_token = session_token
-        self._spent: set[str] = set()  # never send a used refresh token twice
+        # Never send a used refresh token twice: each spent one, with the reason to give if
+        # it comes up again (its request got no answer: the server may have rotated it).
+        self._spent: dict[str, str] = {}
 
     async def __call__(self, realm: str) -> str:
         # The newest refresh token, whichever tab rotated it, if it belongs to this session.
@@ -156,11 +164,16 @@ class OAuthRefresher:
         if refresh_token is None:
             raise RefreshError(realm, oauth.NO_SESSION_REFRESH_TOKEN, retryable=False)
         if refresh_token in self._spent:
-            raise RefreshError(realm, "refresh token already used", retryable=False)
+            raise RefreshError(
+                realm,
+                self._spent[refresh_token],
+                retryable=False,
+                description="not resending a refresh token that may have been rotated",
+            )
         req = oauth.build_refresh_request(
             self.token_endpoint, self.client_id, refresh_token, self.scope
         )
-        self._spent.add(refresh_token)
+        self._spent[refresh_token] = "refresh token already used"
         controller = js.AbortController.new()
         init = {
             "method": "POST",
@@ -175,8 +188,10 @@ class OAuthRefresher:
             redirected = resp.type == OPAQUE_REDIRECT
             body = "" if redirected else await resp.text()
         except JsException as exc:
+            self._spent[refresh_token] = "network error"
             raise network_error(realm, str(exc)) from exc
-        except asyncio.CancelledError:  # the coordinator's deadline, or a logout
+        except asyncio.CancelledError:  # the coordinator's deadline (or a logout: discarded)
+            self._spent[refresh_token] = REFRESH_TIMED_OUT
             controller.abort()
             raise
         if redirected:
@@ -186,7 +201,7 @@ class OAuthRefresher:
                 description=f"{req.url} answered with a redirect",
             )
         if resp.status == 429 or resp.status >= 500:
-            self._spent.discard(refresh_token)  # not consumed by the server: may be retried
+            self._spent.pop(refresh_token, None)  # not consumed by the server: may be retried
         token = oauth.parse_token_response(resp.status, body, realm=realm)
         # Under the cross-tab lock: the rotated refresh token and the access token it belongs
         # to are stored together, unless the session changed meanwhile (logout, a new user).
@@ -197,5 +212,5 @@ class OAuthRefresher:
             )
         self.tokens.save(tokens)
         if token.refresh_token is None:
-            self._spent.discard(refresh_token)  # not rotated: it stays valid
+            self._spent.pop(refresh_token, None)  # not rotated: it stays valid
         return token.access_token

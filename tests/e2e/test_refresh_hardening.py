@@ -291,12 +291,13 @@ def test_hung_token_endpoint_request_is_aborted(
 ) -> None:
     endpoint = endpoints("hang")
     open_app(page, servers)
-    configure_oauth(page, endpoint, refreshTimeout=REFRESH_TIMEOUT, lockTimeout=LOCK_TIMEOUT,
-                    retry={"attempts": 1})
+    configure_oauth(page, endpoint, **SHORT_DEADLINES)
     page.evaluate(SET_WITH_REFRESH, [servers.realm, servers.token(ttl=30), "rt-hung-0"])
     started = time.monotonic()
     got = page.evaluate(GET, servers.realm)
-    assert time.monotonic() - started <= LOCK_TIMEOUT + REFRESH_TIMEOUT + SLACK_S
+    assert time.monotonic() - started <= BOUND_S + SLACK_S
+    # The second attempt does not resend a refresh token whose request got no answer (the
+    # server may have rotated it); the episode ends with the reason it got none.
     assert not got["ok"] and "refresh timed out" in got["value"]
     assert endpoint.refresh_tokens_received() == ["rt-hung-0"]
     wait_until(lambda: endpoint.aborted == [0], 5, "the token request to be aborted")
