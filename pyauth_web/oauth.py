@@ -11,18 +11,24 @@ no ``Authorization`` header (RFC 6749 sections 2.3.1, 3.2.1).
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import math
+import re
 from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from .refresh import RefreshError, http_error, is_retryable_status
-from .tokens import normalize_url
+from .tokens import InvalidRealm, normalize_realm, normalize_url
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 REFRESH_TOKEN_USED = "refresh_token_used"
 NO_REFRESH_TOKEN = "no refresh token"
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+NO_SESSION_REFRESH_TOKEN = "no refresh token for this session"
+TOKEN_ENDPOINT_REDIRECTED = "token endpoint redirected"
+REFRESH_URL_REDIRECTED = "refresh URL redirected"
+_FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # whitespace, controls, backslash
 
 
 class RefreshRequest(NamedTuple):
@@ -38,24 +44,47 @@ class TokenResponse(NamedTuple):
     token_type: str
 
 
+# -- the URLs that receive a credential --------------------------------------------------------
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP literal (127.0.0.0/8, ``::1``). Names that merely start
+    with ``127.`` (``127.evil.example``) are not."""
+    host = host.lower().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_endpoint(url: object, name: str = "token endpoint") -> str:
-    """The one rule for URLs that receive a credential (``tokenEndpoint``, ``refreshURL``):
-    absolute, https — or http on a loopback host (127.0.0.0/8, ::1, localhost) —, no
-    credentials, no fragment. Returns the normalized URL; raises ``ValueError`` naming ``name``."""
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"{name} must be an absolute URL, got {url!r}")
+    """The one rule for URLs that receive a credential (``oauth.tokenEndpoint``, ``refreshURL``):
+    an absolute URL, https (or http only on a loopback host: 127.0.0.0/8, ``::1``,
+    ``localhost``), without credentials (``user:pass@``) or fragment, and without whitespace,
+    control characters or backslashes (which browsers and Python parse differently).
+
+    Returns the normalized URL (the one to send the request to); raises a one-line
+    ``ValueError`` naming ``name`` and the value.
+    """
+    rule = "an absolute https URL (http only on a loopback host), without credentials or fragment"
+    if not isinstance(url, str) or not url or _FORBIDDEN_URL_CHARS.search(url):
+        raise ValueError(f"{name} must be {rule}, got {url!r}")
     try:
         norm = normalize_url(url)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be {rule}, got {url!r}") from None
     parts = urlsplit(norm)
-    host = parts.hostname or ""
-    loopback = host in _LOOPBACK or host.startswith("127.")
-    if parts.scheme != "https" and not loopback:
-        raise ValueError(f"{name} must use https (http only on loopback): {url!r}")
-    if parts.fragment:
-        raise ValueError(f"{name} must not have a fragment: {url!r}")
+    if parts.fragment or "#" in url:
+        raise ValueError(f"{name} must not have a fragment, got {url!r}")
+    if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
+        raise ValueError(f"{name} must use https (http only on a loopback host), got {url!r}")
     return norm
+
+
+def check_client_id(value: object, name: str = "oauth.clientId") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
 
 
 def build_refresh_request(
@@ -190,3 +219,118 @@ class RefreshTokenRotation:
     def clear(self) -> None:
         """Logout: forget the current token (used ones stay refused)."""
         self._current = None
+
+
+# -- refresh tokens bound to their session ------------------------------------------------------
+def session_digest(access_token: str) -> str:
+    """What a stored refresh token is paired with: the SHA-256 (hex) of the access token it
+    came with, so the pairing can be checked without storing the access token twice."""
+    return hashlib.sha256(access_token.encode("utf-8")).hexdigest()
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class RefreshTokenMap:
+    """The refresh tokens shared by a tab's siblings (``localStorage[storageKey + ':refresh']``):
+    ``{realm: {"refresh_token": ..., "session": sha256(access token)}}``. Sans-I/O: the adapter
+    reads and writes the serialized form.
+
+    A refresh token belongs to the session it came with: :meth:`for_session` hands it out only
+    when the realm's current access token is the one it is paired with (so a session the host
+    wrote straight into storage, or another user's, never spends it); :meth:`rotate` replaces
+    token and pairing together after a refresh. Anything unreadable in the stored value (wrong
+    JSON, a realm that is not normalized, an empty token, a bad digest, an entry in an older
+    format without a pairing) is dropped, never used.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, str]] = {}  # realm -> (refresh token, digest)
+        self.dropped = 0  # unreadable entries ignored by loads()
+
+    # -- serialized form ---------------------------------------------------------------------
+    @classmethod
+    def loads(cls, raw: str | None) -> RefreshTokenMap:
+        tokens = cls()
+        if raw is None:
+            return tokens
+        try:
+            data = json.loads(raw)
+        except (TypeError, ValueError, RecursionError):
+            tokens.dropped = 1
+            return tokens
+        if not isinstance(data, dict):
+            tokens.dropped = 1
+            return tokens
+        for realm, value in data.items():
+            entry = cls._entry(realm, value)
+            if entry is None:
+                tokens.dropped += 1
+            else:
+                tokens._entries[realm] = entry
+        return tokens
+
+    @staticmethod
+    def _entry(realm: object, value: object) -> tuple[str, str] | None:
+        if not isinstance(realm, str) or not isinstance(value, dict):
+            return None
+        try:
+            if normalize_realm(realm) != realm:
+                return None
+        except InvalidRealm:
+            return None
+        token, digest = value.get("refresh_token"), value.get("session")
+        if not isinstance(token, str) or not token or not isinstance(digest, str):
+            return None
+        if not _DIGEST.fullmatch(digest):
+            return None
+        return token, digest
+
+    def dumps(self) -> str | None:
+        """The serialized form; ``None`` when empty (remove the storage key)."""
+        if not self._entries:
+            return None
+        return json.dumps(
+            {realm: {"refresh_token": t, "session": d} for realm, (t, d) in self._entries.items()},
+            sort_keys=True,
+        )
+
+    # -- queries and changes -------------------------------------------------------------------
+    def realms(self) -> list[str]:
+        return sorted(self._entries)
+
+    def for_session(self, realm: str, access_token: str | None) -> str | None:
+        """The realm's refresh token if it belongs to the session holding ``access_token``."""
+        entry = self._entries.get(realm)
+        if entry is None or access_token is None or session_digest(access_token) != entry[1]:
+            return None
+        return entry[0]
+
+    def set(self, realm: str, refresh_token: str | None, access_token: str) -> None:
+        """A new session for ``realm``: its refresh token (``None``: it has none, so whatever
+        was stored for the realm before is dropped)."""
+        if refresh_token is None:
+            self._entries.pop(realm, None)
+            return
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ValueError(f"refreshToken must be a non-empty string, got {refresh_token!r}")
+        self._entries[realm] = (refresh_token, session_digest(access_token))
+
+    def rotate(
+        self, realm: str, spent: str, session_token: str | None, response: TokenResponse
+    ) -> bool:
+        """After a successful refresh with ``spent``: pair the reply's refresh token (or, if the
+        server did not rotate, ``spent``) with the reply's access token. Only if the realm's
+        session is still the one ``spent`` belonged to (``session_token`` is the realm's current
+        access token); else nothing changes and ``False`` is returned (logged out, or another
+        session was set meanwhile: the reply must be discarded)."""
+        if self.for_session(realm, session_token) != spent:
+            return False
+        self.set(realm, response.refresh_token or spent, response.access_token)
+        return True
+
+    def remove(self, realm: str) -> bool:
+        return self._entries.pop(realm, None) is not None
+
+    def clear(self) -> None:
+        self._entries.clear()

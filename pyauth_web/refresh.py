@@ -8,6 +8,13 @@ shared token storage (``reread``) are all injected, so the same code runs under 
 
 Failure rules (:func:`is_retryable_status`): a network error (no status), 429 and 5xx are
 worth retrying; every other status (400 ``invalid_grant``, 401, 403, other 4xx, ...) is not.
+
+Deadlines: each attempt has ``refresh_timeout`` seconds (the refresher is cancelled after it,
+which aborts its request), and waiting for the cross-tab lock has ``lock_timeout`` seconds; both
+end as a retryable failure (``"refresh timed out"``, ``"refresh lock timed out"``). The lock is
+held per attempt, not across the backoff. So one :meth:`RefreshCoordinator.refresh` ends within
+``attempts * (lock_timeout + refresh_timeout) + sum of the backoff ceilings``
+(:meth:`RefreshCoordinator.worst_case`): with the defaults 3 x (15 + 10) + 0.5 + 1 = 76.5 s.
 """
 
 from __future__ import annotations
@@ -28,13 +35,24 @@ DEFAULT_REFRESH_JITTER = 5.0
 """Seconds: proactive refreshes start up to this much earlier than ``exp - skew``, at random,
 so that many tabs holding the same token do not all ask at the same instant."""
 
+DEFAULT_REFRESH_TIMEOUT = 10.0
+"""Seconds one refresh attempt may take (request and reply) before it is abandoned."""
+DEFAULT_LOCK_TIMEOUT = 15.0
+"""Seconds to wait for the cross-tab refresh lock. Longer than one attempt, so that a waiter
+outlasts a holder whose attempt runs to its deadline."""
+
 INVALID_GRANT = "invalid_grant"
 LOGGED_OUT = "logged out"
+REFRESH_TIMED_OUT = "refresh timed out"
+LOCK_TIMED_OUT = "refresh lock timed out"
 
 Refresher = Callable[[str], Awaitable[str]]
 Sleep = Callable[[float], Awaitable[None]]
 RealmLock = Callable[[str], AbstractAsyncContextManager[Any]]
 Reread = Callable[[str], Awaitable[str | None]]
+Deadline = Callable[[float], AbstractAsyncContextManager[Any]]
+"""``deadline(seconds)``: an async context that raises ``TimeoutError`` when its body runs
+longer (cancelling it); :func:`asyncio.timeout` by default, injectable for tests."""
 
 _RNG = random.Random()
 
@@ -76,6 +94,14 @@ class BackoffPolicy:
     def delays(self, rng: random.Random) -> list[float]:
         """The waits between the attempts, in order (``attempts - 1`` of them)."""
         return [self.delay(n, rng) for n in range(self.attempts - 1)]
+
+
+def check_timeout(value: object, name: str) -> float:
+    """``value`` as a deadline in seconds: a finite number > 0 (not a bool); else a
+    ``ValueError`` naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -193,10 +219,15 @@ class RefreshCoordinator:
       non-retryable error, or running out of attempts, ends the *failure episode*: the realm
       is marked failed, ``on_failure`` runs once, and later :meth:`refresh` calls raise that
       error at once, without calling the refresher, until :meth:`reset` (a new token was set).
-    * The whole attempt sequence runs inside ``lock(realm)`` (the cross-tab lock, injected).
+    * Each attempt runs inside ``lock(realm)`` (the cross-tab lock, injected); the lock is
+      released during the backoff, so a tab whose attempt hangs cannot starve the others.
       Inside it, ``reread(realm)`` is consulted first: a fresh token other than the caller's
       ``stale_token`` means another tab refreshed already, and it is used as is. After an
       ``invalid_grant`` it is consulted once more (a sibling may have rotated the grant).
+    * Deadlines: waiting for the lock ends after ``lock_timeout`` seconds
+      (``"refresh lock timed out"``), the refresher call after ``refresh_timeout`` seconds
+      (``"refresh timed out"``; the refresher is cancelled, which aborts its request). Both
+      are retryable failures, so :meth:`refresh` ends within :meth:`worst_case` seconds.
     * :meth:`clear` (logout) bumps :attr:`generation`: in-flight callers get
       ``RefreshError(reason="logged out")`` immediately, their attempt is cancelled, and a
       late result is discarded (``on_success`` never runs for it).
@@ -229,7 +260,13 @@ class RefreshCoordinator:
         skew: float = DEFAULT_SKEW_SECONDS,
         on_failure: Callable[[RefreshError], None] | None = None,
         on_success: Callable[[str, str], None] | None = None,
+        refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        deadline: Deadline = asyncio.timeout,
     ) -> None:
+        self.refresh_timeout = check_timeout(refresh_timeout, "refresh_timeout")
+        self.lock_timeout = check_timeout(lock_timeout, "lock_timeout")
+        self._deadline = deadline
         self._refresher = refresher
         self.clock = clock
         self._sleep = sleep
@@ -256,6 +293,14 @@ class RefreshCoordinator:
 
     def in_flight(self, realm: str) -> bool:
         return realm in self._flights
+
+    def worst_case(self) -> float:
+        """Seconds within which :meth:`refresh` settles, whatever the refresher and the other
+        tabs do: every attempt may wait for the lock and then run to its deadline, and the
+        backoff waits are at most their ceilings (plus the hooks' own, synchronous, time)."""
+        attempts = self.backoff.attempts
+        backoff = sum(self.backoff.ceiling(n) for n in range(attempts - 1))
+        return attempts * (self.lock_timeout + self.refresh_timeout) + backoff
 
     # -- control --------------------------------------------------------------------------
     async def refresh(self, realm: str, stale_token: str | None = None) -> str:
@@ -347,9 +392,31 @@ class RefreshCoordinator:
             self._on_failure(error)
 
     async def _attempts(self, realm: str, flight: _Flight) -> str:
+        for attempt in range(self.backoff.attempts):
+            try:
+                return await self._attempt(realm, flight)
+            except RefreshError as err:
+                if not err.retryable or attempt == self.backoff.attempts - 1:
+                    raise
+            # Not holding the lock while waiting: another tab may refresh (we then find its
+            # token on the next attempt), and a hung holder cannot starve the others.
+            await self._sleep(self.backoff.delay(attempt, self._rng))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, realm: str, flight: _Flight) -> str:
         # Everything, storing the result included (on_success), happens under the cross-tab
         # lock: a sibling that takes the lock next must find the new token in storage.
-        async with self._lock(realm):
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with self._deadline(self.lock_timeout):
+                    await held.enter_async_context(self._lock(realm))
+            except TimeoutError:
+                raise RefreshError(
+                    realm,
+                    LOCK_TIMED_OUT,
+                    retryable=True,
+                    description=f"the refresh lock stayed taken for {self.lock_timeout:g} s",
+                ) from None
             token = await self._obtain(realm, flight.stale_token)
             if self._on_success is not None and self._current(realm, flight):
                 try:
@@ -371,18 +438,22 @@ class RefreshCoordinator:
         sibling = await self._sibling_token(realm, stale_token)
         if sibling is not None:
             return sibling
-        for attempt in range(self.backoff.attempts):
-            try:
+        try:
+            async with self._deadline(self.refresh_timeout):
                 return await self._refresher(realm)
-            except RefreshError as err:
-                if err.invalid_grant:
-                    sibling = await self._sibling_token(realm, stale_token)
-                    if sibling is not None:
-                        return sibling
-                if not err.retryable or attempt == self.backoff.attempts - 1:
-                    raise
-            await self._sleep(self.backoff.delay(attempt, self._rng))
-        raise AssertionError("unreachable")  # pragma: no cover
+        except TimeoutError:
+            raise RefreshError(
+                realm,
+                REFRESH_TIMED_OUT,
+                retryable=True,
+                description=f"no answer within {self.refresh_timeout:g} s",
+            ) from None
+        except RefreshError as err:
+            if err.invalid_grant:
+                sibling = await self._sibling_token(realm, stale_token)
+                if sibling is not None:
+                    return sibling
+            raise
 
     async def _sibling_token(self, realm: str, stale_token: str | None) -> str | None:
         """A fresh token in shared storage that is not the one being replaced, if any."""

@@ -4,16 +4,22 @@
 - :func:`url_refresher`: ``POST`` to a token URL with credentials, JSON ``{token}`` back;
 - :class:`OAuthRefresher`: the OAuth 2.0 ``refresh_token`` grant (RFC 6749 §6), public client,
   with refresh-token rotation. The refresh tokens live in ``localStorage`` beside the access
-  tokens so that every tab uses the newest; the caller holds the cross-tab lock while this
-  runs, so one tab at a time reads, spends and replaces a refresh token.
+  tokens (:class:`RefreshTokenStorage`, the format is :class:`pyauth_web.oauth.RefreshTokenMap`)
+  so that every tab uses the newest; the caller holds the cross-tab lock while this runs, so one
+  tab at a time reads, spends and replaces a refresh token.
 
 All failures become :class:`~pyauth_web.refresh.RefreshError` so the coordinator can tell
-transient (network, 5xx, 429) from final (400 ``invalid_grant``, 401, 403) ones.
+transient (network, 5xx, 429) from final (400 ``invalid_grant``, 401, 403) ones. The coordinator
+cancels a refresher at its deadline: the two that make requests then abort them. Requests that
+carry a credential never follow a redirect (``redirect: 'manual'``: a redirect is a final
+failure, and nothing is sent to the redirect's target).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import js
@@ -21,7 +27,15 @@ from pyodide.ffi import JsException, JsProxy, to_js
 from pyodide.http import pyfetch
 
 from pyauth_web import oauth
-from pyauth_web.refresh import RefreshError, http_error, network_error
+from pyauth_web.refresh import (
+    LOGGED_OUT,
+    REFRESH_TIMED_OUT,
+    RefreshError,
+    http_error,
+    network_error,
+)
+
+OPAQUE_REDIRECT = "opaqueredirect"  # Response.type of a redirect under redirect: 'manual'
 
 
 def _oauth_error(body: str) -> tuple[str | None, str | None]:
@@ -33,27 +47,6 @@ def _oauth_error(body: str) -> tuple[str | None, str | None]:
         return None, None
     err, desc = data.get("error"), data.get("error_description")
     return (err if isinstance(err, str) else None, desc if isinstance(desc, str) else None)
-
-
-def forget_refresh_tokens(storage_key: str, realm: str | None = None) -> None:
-    """Remove the stored refresh token of ``realm`` (all of them when ``None``): logout removes
-    every credential, whether or not this tab configured the OAuth refresher."""
-    key = f"{storage_key}:refresh"
-    if realm is None:
-        js.localStorage.removeItem(key)
-        return
-    raw = js.localStorage.getItem(key)
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    data.pop(realm, None)
-    if data:
-        js.localStorage.setItem(key, json.dumps(data))
-    else:
-        js.localStorage.removeItem(key)
 
 
 def callback_refresher(fn: JsProxy) -> Any:
@@ -73,19 +66,26 @@ def callback_refresher(fn: JsProxy) -> Any:
 
 
 def url_refresher(url: str) -> Any:
+    """``url`` must have passed :func:`pyauth_web.oauth.check_endpoint`."""
+
     async def refresh(realm: str) -> str:
         try:
             resp = await pyfetch(
                 url,
                 method="POST",
                 credentials="include",
-                redirect="error",  # a credential never follows a redirect
+                redirect="manual",  # the cookies never follow a redirect
                 headers={"Content-Type": "application/json"},
                 body=json.dumps({"realmURL": realm}),
             )
-            body = await resp.string()
+            redirected = resp.type == OPAQUE_REDIRECT
+            body = "" if redirected else await resp.string()
         except OSError as exc:  # pyfetch's network error
             raise network_error(realm, str(exc)) from exc
+        if redirected:
+            raise RefreshError(
+                realm, oauth.REFRESH_URL_REDIRECTED, description=f"{url} answered with a redirect"
+            )
         if not 200 <= resp.status < 300:
             raise http_error(realm, resp.status, *_oauth_error(body))
         try:
@@ -99,78 +99,118 @@ def url_refresher(url: str) -> Any:
     return refresh
 
 
-class OAuthRefresher:
-    """``refresh_token`` grant against ``token_endpoint``; refresh tokens in localStorage."""
+def refresh_key(storage_key: str) -> str:
+    """The ``localStorage`` key of the refresh tokens beside the session ``storage_key``."""
+    return f"{storage_key}:refresh"
 
-    def __init__(
-        self, token_endpoint: str, client_id: str, storage_key: str, scope: str | None = None
-    ) -> None:
-        self.token_endpoint = token_endpoint
-        self.client_id = client_id
-        self.scope = scope
-        self.storage_key = storage_key
-        self._spent: set[str] = set()  # never send a used refresh token twice
 
-    # refresh tokens by realm, shared by all tabs
-    def _load(self) -> dict[str, str]:
-        raw = js.localStorage.getItem(self.storage_key)
-        try:
-            data = json.loads(raw) if isinstance(raw, str) else {}
-        except ValueError:
-            return {}
-        return (
-            {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-            if isinstance(data, dict)
-            else {}
-        )
+class RefreshTokenStorage:
+    """:class:`pyauth_web.oauth.RefreshTokenMap` in ``localStorage[key]``: I/O only. Used by
+    every tab (logout and ``setToken`` change it whether or not the tab configured OAuth)."""
 
-    def _save(self, data: dict[str, str]) -> None:
-        if data:
-            js.localStorage.setItem(self.storage_key, json.dumps(data))
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def load(self) -> oauth.RefreshTokenMap:
+        raw = js.localStorage.getItem(self.key)
+        return oauth.RefreshTokenMap.loads(raw if isinstance(raw, str) else None)
+
+    def save(self, tokens: oauth.RefreshTokenMap) -> None:
+        raw = tokens.dumps()
+        if raw is None:
+            js.localStorage.removeItem(self.key)
         else:
-            js.localStorage.removeItem(self.storage_key)
+            js.localStorage.setItem(self.key, raw)
 
-    def set(self, realm: str, refresh_token: str | None) -> None:
-        data = self._load()
-        if refresh_token:
-            data[realm] = refresh_token
-        else:
-            data.pop(realm, None)
-        self._save(data)
+    def set(self, realm: str, refresh_token: str | None, access_token: str) -> None:
+        tokens = self.load()
+        tokens.set(realm, refresh_token, access_token)
+        self.save(tokens)
+
+    def remove(self, realm: str) -> None:
+        tokens = self.load()
+        tokens.remove(realm)
+        self.save(tokens)  # unreadable entries go too
 
     def clear(self) -> None:
-        js.localStorage.removeItem(self.storage_key)
+        js.localStorage.removeItem(self.key)
+
+
+class OAuthRefresher:
+    """``refresh_token`` grant against ``token_endpoint``; refresh tokens in localStorage, each
+    used only for the session (access token) it came with: ``session_token(realm)`` reads the
+    realm's current access token from shared storage."""
+
+    def __init__(
+        self,
+        token_endpoint: str,
+        client_id: str,
+        tokens: RefreshTokenStorage,
+        session_token: Callable[[str], str | None],
+        scope: str | None = None,
+    ) -> None:
+        self.token_endpoint = oauth.check_endpoint(token_endpoint, "oauth.tokenEndpoint")
+        self.client_id = oauth.check_client_id(client_id)
+        self.scope = scope
+        self.tokens = tokens
+        self._session_token = session_token
+        # Never send a used refresh token twice: each spent one, with the reason to give if
+        # it comes up again (its request got no answer: the server may have rotated it).
+        self._spent: dict[str, str] = {}
 
     async def __call__(self, realm: str) -> str:
-        refresh_token = self._load().get(realm)  # the newest, whichever tab rotated it
+        # The newest refresh token, whichever tab rotated it, if it belongs to this session.
+        refresh_token = self.tokens.load().for_session(realm, self._session_token(realm))
         if refresh_token is None:
-            raise RefreshError(realm, "no refresh token", retryable=False)
+            raise RefreshError(realm, oauth.NO_SESSION_REFRESH_TOKEN, retryable=False)
         if refresh_token in self._spent:
-            raise RefreshError(realm, "refresh token already used", retryable=False)
+            raise RefreshError(
+                realm,
+                self._spent[refresh_token],
+                retryable=False,
+                description="not resending a refresh token that may have been rotated",
+            )
         req = oauth.build_refresh_request(
             self.token_endpoint, self.client_id, refresh_token, self.scope
         )
-        self._spent.add(refresh_token)
+        self._spent[refresh_token] = "refresh token already used"
+        controller = js.AbortController.new()
+        init = {
+            "method": "POST",
+            "headers": req.headers,
+            "body": req.body,
+            "credentials": "omit",
+            "redirect": "manual",  # the refresh token never follows a redirect
+            "signal": controller.signal,
+        }
         try:
-            resp = await js.fetch(
-                req.url,
-                to_js(
-                    {
-                        "method": "POST",
-                        "headers": req.headers,
-                        "body": req.body,
-                        "credentials": "omit",
-                        "redirect": "error",  # the refresh token never follows a redirect
-                    },
-                    dict_converter=js.Object.fromEntries,
-                ),
-            )
-            body = await resp.text()
+            resp = await js.fetch(req.url, to_js(init, dict_converter=js.Object.fromEntries))
+            redirected = resp.type == OPAQUE_REDIRECT
+            body = "" if redirected else await resp.text()
         except JsException as exc:
+            self._spent[refresh_token] = "network error"
             raise network_error(realm, str(exc)) from exc
+        except asyncio.CancelledError:  # the coordinator's deadline (or a logout: discarded)
+            self._spent[refresh_token] = REFRESH_TIMED_OUT
+            controller.abort()
+            raise
+        if redirected:
+            raise RefreshError(
+                realm,
+                oauth.TOKEN_ENDPOINT_REDIRECTED,
+                description=f"{req.url} answered with a redirect",
+            )
         if resp.status == 429 or resp.status >= 500:
-            self._spent.discard(refresh_token)  # not consumed by the server: may be retried
+            self._spent.pop(refresh_token, None)  # not consumed by the server: may be retried
         token = oauth.parse_token_response(resp.status, body, realm=realm)
-        if token.refresh_token:
-            self.set(realm, token.refresh_token)
+        # Under the cross-tab lock: the rotated refresh token and the access token it belongs
+        # to are stored together, unless the session changed meanwhile (logout, a new user).
+        tokens = self.tokens.load()
+        if not tokens.rotate(realm, refresh_token, self._session_token(realm), token):
+            raise RefreshError(
+                realm, LOGGED_OUT, description="the session changed during the refresh"
+            )
+        self.tokens.save(tokens)
+        if token.refresh_token is None:
+            self._spent.pop(refresh_token, None)  # not rotated: it stays valid
         return token.access_token

@@ -28,19 +28,23 @@ from pyauth_web.browser import urls
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import (
     OAuthRefresher,
+    RefreshTokenStorage,
     callback_refresher,
-    forget_refresh_tokens,
+    refresh_key,
     url_refresher,
 )
 from pyauth_web.browser.sse import StreamHandle, start_stream
 from pyauth_web.browser.ws import RotatingSocket
 from pyauth_web.prewarm import Prewarm
 from pyauth_web.refresh import (
+    DEFAULT_LOCK_TIMEOUT,
     DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_TIMEOUT,
     LOGGED_OUT,
     BackoffPolicy,
     RefreshCoordinator,
     RefreshError,
+    check_timeout,
     refresh_at,
 )
 from pyauth_web.tokens import (
@@ -71,6 +75,27 @@ def _js(value: Any) -> Any:
 def _number(value: Any, default: float) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
     return float(value) if ok else default
+
+
+def _backoff(retry: Any) -> BackoffPolicy:
+    """``configure({retry: {attempts, base, cap}})`` as a policy; a one-line error naming it."""
+    retry = retry.to_py() if isinstance(retry, JsProxy) else retry
+    if retry is None:
+        retry = {}
+    if not isinstance(retry, dict):
+        raise ValueError(f"retry must be an object {{attempts, base, cap}}, got {retry!r}")
+    fields = {k: retry[k] for k in ("attempts", "base", "cap") if k in retry}
+    attempts = fields.get("attempts", 1)
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise ValueError(f"retry.attempts must be a whole number >= 1, got {attempts!r}")
+    for name in ("base", "cap"):
+        value = fields.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value >= math.inf:
+            raise ValueError(f"retry.{name} must be a finite number of seconds, got {value!r}")
+    try:
+        return BackoffPolicy(**fields)
+    except ValueError as exc:
+        raise ValueError(f"retry: {exc}, got {retry!r}") from None
 
 
 class BrowserRuntime:
@@ -117,7 +142,13 @@ class BrowserRuntime:
         self.sync_worker()
 
     # -- configuration ------------------------------------------------------------------------
-    def _make_coordinator(self, refresher: Any, backoff: BackoffPolicy) -> RefreshCoordinator:
+    def _make_coordinator(
+        self,
+        refresher: Any,
+        backoff: BackoffPolicy,
+        refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> RefreshCoordinator:
         async def no_refresher(realm: str) -> str:
             raise RefreshError(realm, "no refresher configured")
 
@@ -131,52 +162,90 @@ class BrowserRuntime:
             skew=self.store.skew,  # configure() makes a new coordinator when skew changes
             on_success=self._refreshed,
             on_failure=self._failed,
+            refresh_timeout=refresh_timeout,
+            lock_timeout=lock_timeout,
         )
 
     def configure(self, options: Any) -> None:
         """Set the refresher and policy. ``options`` (a JS object or dict) may hold:
         ``refresh`` (async host callback ``(realmURL) => token``), ``refreshURL``,
         ``oauth: {tokenEndpoint, clientId, scope?}``, ``skew``, ``jitter``,
-        ``retry: {attempts, base, cap}`` (seconds)."""
+        ``retry: {attempts, base, cap}``, ``refreshTimeout`` (one attempt, default 10) and
+        ``lockTimeout`` (waiting for the cross-tab lock, default 15; must exceed
+        ``refreshTimeout``), all in seconds.
+
+        Everything is checked before anything changes: a bad option raises a one-line
+        ``ValueError`` naming it, and the previous configuration stays in force."""
         opts = options.to_py(depth=1) if isinstance(options, JsProxy) else dict(options)
         refresher: Any = self._refresher  # options without a refresher keep the current one
+        new_oauth: OAuthRefresher | None = None
         if opts.get("refresh") is not None:
+            if not callable(opts["refresh"]):
+                raise ValueError(f"refresh must be a function, got {opts['refresh']!r}")
             refresher = callback_refresher(opts["refresh"])
         elif opts.get("refreshURL") is not None:
             refresher = url_refresher(oauth.check_endpoint(opts["refreshURL"], "refreshURL"))
         elif opts.get("oauth") is not None:
             o = opts["oauth"]
-            o = o.to_py() if isinstance(o, JsProxy) else dict(o)
-            client_id = o.get("clientId")
-            if not isinstance(client_id, str) or not client_id:
-                raise ValueError(f"oauth.clientId must be a non-empty string, got {client_id!r}")
-            self.oauth = OAuthRefresher(
+            o = o.to_py() if isinstance(o, JsProxy) else o
+            if not isinstance(o, dict):
+                raise ValueError(f"oauth must be an object {{tokenEndpoint, clientId}}, got {o!r}")
+            scope = o.get("scope")
+            if scope is not None and not isinstance(scope, str):
+                raise ValueError(f"oauth.scope must be a string, got {scope!r}")
+            new_oauth = OAuthRefresher(
                 oauth.check_endpoint(o.get("tokenEndpoint"), "oauth.tokenEndpoint"),
-                client_id,
-                f"{self.storage_key}:refresh",
-                o.get("scope"),
+                oauth.check_client_id(o.get("clientId"), "oauth.clientId"),
+                self._refresh_tokens(),
+                self._session_token,
+                scope or None,
             )
-            refresher = self.oauth
+            refresher = new_oauth
+        refresh_timeout = self.coordinator.refresh_timeout
+        lock_timeout = self.coordinator.lock_timeout
+        if "refreshTimeout" in opts:
+            refresh_timeout = check_timeout(opts["refreshTimeout"], "refreshTimeout")
+        if "lockTimeout" in opts:
+            lock_timeout = check_timeout(opts["lockTimeout"], "lockTimeout")
+        if lock_timeout <= refresh_timeout:
+            raise ValueError(
+                f"lockTimeout ({lock_timeout:g} s) must exceed refreshTimeout "
+                f"({refresh_timeout:g} s): a tab waiting for the lock must outlast one attempt"
+            )
+        backoff = _backoff(opts.get("retry"))
+        redirects = self.redirects
+        if "redirects" in opts:
+            value = opts["redirects"]
+            redirects = protocol.check_redirects(
+                value.to_py() if isinstance(value, JsProxy) else value
+            )
+        # Checked: apply.
+        self.redirects = redirects
+        if new_oauth is not None:
+            self.oauth = new_oauth
         if "skew" in opts:
             self.store.skew = _number(opts["skew"], self.store.skew)
         if "jitter" in opts:
             self.jitter = _number(opts["jitter"], self.jitter)
-        if "redirects" in opts:
-            value = opts["redirects"]
-            self.redirects = protocol.check_redirects(
-                value.to_py() if isinstance(value, JsProxy) else value
-            )
-        retry = opts.get("retry")
-        retry = retry.to_py() if isinstance(retry, JsProxy) else dict(retry or {})
-        backoff = BackoffPolicy(**{k: retry[k] for k in ("attempts", "base", "cap") if k in retry})
         self.coordinator.cancel_all("reconfigured")
-        self.coordinator = self._make_coordinator(refresher, backoff)
+        self.coordinator = self._make_coordinator(refresher, backoff, refresh_timeout, lock_timeout)
         self._refresher = refresher
         self.has_refresher = refresher is not None
         self._refresh_due.clear()  # skew or jitter may have changed
         self._plan_all()
         self._schedule()
         self.sync_worker()
+
+    def _refresh_tokens(self) -> RefreshTokenStorage:
+        """The realms' refresh tokens in ``localStorage`` (whether or not this tab configured
+        OAuth: logout and new sessions change them in every tab)."""
+        return RefreshTokenStorage(refresh_key(self.storage_key))
+
+    def _session_token(self, realm: str) -> str | None:
+        """The realm's access token in shared storage now (the OAuth refresher checks that a
+        refresh token belongs to it; called under the cross-tab lock)."""
+        self._reload()
+        return self._current_token(realm)
 
     # -- storage ------------------------------------------------------------------------------
     def _read_raw(self) -> str | None:
@@ -432,16 +501,17 @@ class BrowserRuntime:
 
     # -- API (wrapped by window.pyauthWeb) ---------------------------------------------------
     def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
+        """A new session for the realm. Its refresh token, if any, is stored paired with
+        ``token``; without one, the realm's previous refresh token is dropped (it belonged to
+        the previous session, maybe another user's)."""
         if refresh_token is not None and self.oauth is None:
             raise ValueError("call configure({oauth: ...}) before passing a refresh token")
+        if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
+            raise ValueError(f"refreshToken must be a non-empty string, got {refresh_token!r}")
         entry = self.store.set(realm_url, token)
         self.coordinator.reset(entry.realm)
-        # A refresh token belongs to the session it came with: a new access token without one
-        # drops the old one (it may be another user's).
-        forget_refresh_tokens(self.storage_key, entry.realm)
-        if refresh_token is not None and self.oauth is not None:
-            self.oauth.set(entry.realm, refresh_token)
         self._persist()
+        self._refresh_tokens().set(entry.realm, refresh_token, entry.token)
         self._post(_js(protocol.set_realm_token(entry, self.store.skew, self.redirects)))
         self._plan(entry)
         self._schedule()
@@ -452,8 +522,8 @@ class BrowserRuntime:
         self.store.remove(realm)
         self.coordinator.cancel_all(LOGGED_OUT)
         self.coordinator.reset(realm)
-        forget_refresh_tokens(self.storage_key, realm)  # whatever this tab configured
         self._persist()
+        self._refresh_tokens().remove(realm)  # every credential of the realm, in any tab
         self._refresh_due.pop(realm, None)
         self._post(_js(protocol.remove_realm_token(realm)))
         self._emit("token-removed", realmURL=realm)
@@ -461,8 +531,8 @@ class BrowserRuntime:
     def clear_tokens(self) -> None:
         self.store.clear()
         self.coordinator.clear()
-        forget_refresh_tokens(self.storage_key)  # whatever this tab configured
         self._persist()
+        self._refresh_tokens().clear()  # every refresh token, whatever this tab configured
         self._refresh_due.clear()
         self._schedule()
         self._post(_js(protocol.clear_tokens()))
