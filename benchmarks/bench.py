@@ -104,7 +104,7 @@ class Bench:
                   navigator.serviceWorker.addEventListener('message', (e) => {
                     if (e.data && e.data.type === 'bench-result') resolve(e.data.times);
                   });
-                  navigator.serviceWorker.controller.postMessage({type: 'bench-roundtrip', n, url});
+                  navigator.serviceWorker.controller.postMessage({type: 'bench-roundtrip', app: 'pyauth-web:session', n, url});
                 })""",
                 [n, f"{self.realm}img/rt-"],
             )

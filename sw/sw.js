@@ -167,6 +167,7 @@ function applyMessage(msg, clientId) {
       state.clearedAt = ++seq;
       break;
     case MSG.WORKER_TICKET:
+      for (const [url, t] of tickets) if (t.expires < Date.now()) tickets.delete(url);
       if (isStr(msg.url) && msg.url.startsWith(new URL(JOIN_PATH, self.registration.scope).href)) {
         tickets.set(msg.url, { app: msg.app, expires: Date.now() + TICKET_TTL_MS });
       }

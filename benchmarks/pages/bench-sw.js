@@ -8,7 +8,7 @@ self.addEventListener('message', (event) => {
     const times = [];
     for (let i = 0; i < msg.n; i++) {
       const t0 = performance.now();
-      await askPage(`${msg.url}${i}`, event.source.id);  // askPage: sw.js's page round trip
+      await askPage(msg.app, `${msg.url}${i}`, event.source.id);  // askPage: sw.js's page round trip
       times.push(performance.now() - t0);
     }
     event.source.postMessage({ type: 'bench-result', times });
