@@ -100,13 +100,14 @@ class Bench:
             if name == "python":
                 page.evaluate("() => pyauthWeb.ready.then(() => true)")
             out[name] = page.evaluate(
-                """([n, url]) => new Promise((resolve) => {
+                """([n, url, app]) => new Promise((resolve) => {
                   navigator.serviceWorker.addEventListener('message', (e) => {
                     if (e.data && e.data.type === 'bench-result') resolve(e.data.times);
                   });
-                  navigator.serviceWorker.controller.postMessage({type: 'bench-roundtrip', app: 'pyauth-web:session', n, url});
+                  const msg = {type: 'bench-roundtrip', app, n, url};
+                  navigator.serviceWorker.controller.postMessage(msg);
                 })""",
-                [n, f"{self.realm}img/rt-"],
+                [n, f"{self.realm}img/rt-", STORAGE_KEY],
             )
             ctx.close()
         return out

@@ -38,6 +38,7 @@ const TICKET_TTL_MS = 60000;
 const REDIRECT_FOLLOW = 'follow';
 const REDIRECT_ERROR = 'error';
 const JOIN_PATH = '__pyauth-web/join/';
+const MAX_CLIENTS = 500;  // past this, client maps are pruned to the clients still alive
 
 // app -> {tokens: Map<realm, {token, exp, redirect}>, origins: Set<origin>, skew,
 //         clearedAt, removedAt: Map<realm, seq>}
@@ -72,14 +73,31 @@ function isRealm(url) {
 function appState(app) {
   let state = apps.get(app);
   if (!state) {
-    state = { tokens: new Map(), origins: new Set(), skew: 60, clearedAt: 0, removedAt: new Map() };
+    state = {
+      tokens: new Map(), origins: new Set(), skew: 60, clearedAt: 0, removedAt: new Map(), fp: null,
+    };
     apps.set(app, state);
   }
   return state;
 }
 
+// Bounded memory: drop clients that are gone (a running worker sees many page loads).
+let pruning = null;
+function pruneClients() {
+  if (pruning) return;
+  pruning = self.clients.matchAll({ includeUncontrolled: true, type: 'all' })
+    .then((all) => {
+      const live = new Set(all.map((c) => c.id));
+      for (const id of [...members.keys()]) if (!live.has(id)) members.delete(id);
+      for (const id of [...silent]) if (!live.has(id)) silent.delete(id);
+    })
+    .catch(() => {})
+    .finally(() => { pruning = null; });
+}
+
 function join(clientId, app) {
   if (!isStr(clientId) || !isApp(app)) return false;
+  if (members.size + silent.size > MAX_CLIENTS) pruneClients();
   silent.delete(clientId);
   const joined = members.get(clientId) || [];
   if (joined.includes(app)) return false;
@@ -135,8 +153,17 @@ function applyMessage(msg, clientId) {
   if (!isApp(msg.app)) return false;  // every message names its app (protocol version 2)
   let changed = join(clientId, msg.app);
   const state = appState(msg.app);
+  const fp = isStr(msg.fp) ? msg.fp : null;
   switch (msg.type) {
     case MSG.HELLO:
+      // The page's stored session differs from the one this state was synced from (the host
+      // wrote it on a page without the runtime, or a logout never reached this worker): drop the
+      // copy; misses ask the page, which answers from storage.
+      if (fp !== null && fp !== state.fp) {
+        for (const realm of [...state.tokens.keys()]) changed = dropToken(state, realm) || changed;
+        state.fp = fp;
+        changed = true;
+      }
       break;
     case MSG.SYNC_TOKENS: {
       if (!msg.tokens || typeof msg.tokens !== 'object') break;
@@ -173,8 +200,10 @@ function applyMessage(msg, clientId) {
       }
       break;
     default:
-      break;
+      return changed;
   }
+  // The state now mirrors the stored session the page posted from.
+  if (fp !== null && msg.type !== MSG.WORKER_TICKET && state.fp !== fp) { state.fp = fp; changed = true; }
   return changed;
 }
 
@@ -188,7 +217,7 @@ let saving = Promise.resolve();
 function snapshot() {
   const out = {};
   for (const [app, s] of apps) {
-    out[app] = { tokens: Object.fromEntries(s.tokens), origins: [...s.origins], skew: s.skew };
+    out[app] = { tokens: Object.fromEntries(s.tokens), origins: [...s.origins], skew: s.skew, fp: s.fp };
   }
   return JSON.stringify({ apps: out, members: Object.fromEntries(members) });
 }
@@ -209,6 +238,7 @@ function restore(saved, liveClients) {
     if (!isApp(app) || !s || typeof s !== 'object') continue;
     const state = appState(app);
     setSkew(state, s.skew);
+    if (isStr(s.fp)) state.fp = s.fp;
     for (const origin of Array.isArray(s.origins) ? s.origins : []) {
       if (typeof origin === 'string' && originOf(origin) === origin) state.origins.add(origin);
     }
@@ -303,7 +333,10 @@ async function askPage(app, requestURL, clientId) {
     }
   });
   if (!reply) {
-    if (app === null && clientId) silent.add(clientId);
+    if (app === null && clientId) {
+      silent.add(clientId);
+      if (members.size + silent.size > MAX_CLIENTS) pruneClients();
+    }
     return null;
   }
   const owner = app ?? reply.app;

@@ -67,18 +67,43 @@
     early.push(event);
   }
 
+  // A fingerprint of the stored session, sent with every message: the worker drops its copy of
+  // the app's tokens when a page's storage says otherwise (the host wrote it on a page without
+  // the runtime). A change detector, not a secret and not an integrity check.
+  function fingerprint() {
+    let raw;
+    try { raw = localStorage.getItem(config.storageKey); } catch { return 'unreadable'; }
+    if (raw === null) return 'none';
+    let h1 = 0x811c9dc5;
+    let h2 = 0x01000193 ^ raw.length;
+    for (let i = 0; i < raw.length; i++) {
+      const c = raw.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 16777619);
+      h2 = Math.imul(h2 ^ c, 2246822519);
+    }
+    return `${raw.length}:${(h1 >>> 0).toString(16)}:${(h2 >>> 0).toString(16)}`;
+  }
+
   const sw = 'serviceWorker' in navigator ? navigator.serviceWorker : null;
-  let registration = Promise.resolve(null);
-  const hello = { type: MSG.HELLO, app };
+  const hello = () => ({ type: MSG.HELLO, app, fp: fingerprint() });
+  // The registration to message: the one data-sw registers (whatever the page's scope), else
+  // whichever covers this page now (the host registers it itself). Never waited for unbounded.
+  let registered = null;
   if (sw) {
     sw.addEventListener('message', onWorkerMessage);
     sw.startMessages();
-    if (sw.controller) sw.controller.postMessage(hello);  // before the page's first request, if we can
-    sw.addEventListener('controllerchange', () => { if (sw.controller) sw.controller.postMessage(hello); });
-    // With no data-sw, the host registers the worker itself: sync with whichever is ready.
-    registration = config.sw === null ? sw.ready : sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
-      .then(() => sw.ready)
-      .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
+    if (sw.controller) sw.controller.postMessage(hello());  // before the page's first request, if we can
+    sw.addEventListener('controllerchange', () => { if (sw.controller) sw.controller.postMessage(hello()); });
+    if (config.sw !== null) {
+      registered = sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
+        .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
+    }
+  }
+  const within = (promise, ms) => Promise.race([promise, new Promise((r) => { setTimeout(() => r(null), ms); })]);
+  function currentRegistration() {
+    if (!sw) return Promise.resolve(null);
+    const found = registered || sw.getRegistration().then((reg) => reg || null, () => null);
+    return within(found, ACK_TIMEOUT_MS);
   }
 
   // Every message goes to every worker of the registration (active, waiting, installing): a
@@ -92,11 +117,12 @@
     if (waiter && --waiter.left <= 0) waiter.done();
   }
   function postToWorker(message) {
-    const sent = registration.then((reg) => {
+    const fp = fingerprint();  // storage as it is now, when the runtime posts
+    const sent = currentRegistration().then((reg) => {
       if (!reg) return undefined;
       const workers = [...new Set([reg.installing, reg.waiting, reg.active].filter(Boolean))];
       const id = `${app}#${++ackCount}`;
-      const msg = { ...message, app, ack: id };
+      const msg = { ...message, app, fp, ack: id };
       return new Promise((resolve) => {
         const timer = setTimeout(done, ACK_TIMEOUT_MS);
         function done() { clearTimeout(timer); waitingAcks.delete(id); resolve(); }
@@ -112,7 +138,7 @@
   function flush() {
     return Promise.all([...outstanding]).then(() => undefined);
   }
-  registration.then(() => postToWorker(hello));
+  postToWorker(hello());
 
   // --- Python errors become plain JS errors with a one-line message ------------------------
   function plainError(err) {
@@ -231,7 +257,7 @@
   // A single-use URL that joins the client fetching it (a dedicated or shared worker, which
   // cannot message the service worker) to this app: `await fetch(url)` in the worker.
   async function workerTicket() {
-    const reg = await registration;
+    const reg = await currentRegistration();
     if (!reg) throw new Error('pyauth-web: no service worker registration');
     const url = new URL(`__pyauth-web/join/${crypto.randomUUID()}`, reg.scope).href;
     postToWorker({ type: MSG.WORKER_TICKET, url });
@@ -286,7 +312,7 @@
   ready.catch((err) => {
     console.error(err);
     bootFailed = true;  // the worker's waiting requests fall through now, not after 3 s
-    for (const event of early.splice(0)) event.ports[0].postMessage({});
+    for (const event of early.splice(0)) event.ports[0].postMessage({ app });
   });
   window.pyauthWeb = api;
 })();

@@ -132,6 +132,15 @@ class RefreshTokenStorage:
         tokens.remove(realm)
         self.save(tokens)  # unreadable entries go too
 
+    def keep_only(self, realms: set[str]) -> None:
+        """Drop the refresh tokens of realms whose session is gone (a logout the host wrote)."""
+        tokens = self.load()
+        gone = [realm for realm in tokens.realms() if realm not in realms]
+        if gone:
+            for realm in gone:
+                tokens.remove(realm)
+            self.save(tokens)
+
     def clear(self) -> None:
         js.localStorage.removeItem(self.key)
 

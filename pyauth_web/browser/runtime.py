@@ -289,6 +289,10 @@ class BrowserRuntime:
         before = self.store.entries()
         self._reload()
         after = self.store.entries()
+        # A session the host removed takes its refresh token with it. (A replaced session keeps
+        # its entry, unused: the pairing refuses it, and only a refresh under the lock may
+        # rewrite a pairing.)
+        self._refresh_tokens().keep_only(set(after))
         if any(realm not in after for realm in before):  # logout or removal in another tab
             self.coordinator.cancel_all(LOGGED_OUT)
         for realm, entry in after.items():

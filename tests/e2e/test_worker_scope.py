@@ -306,3 +306,85 @@ def test_clear_tokens_works_when_the_runtime_failed_to_start(
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{run_id}") == 401
     assert auth_of(servers, f"/img/after-{run_id}") == [None]
     assert token not in page.evaluate(SAVED_STATE)
+
+
+# -- found by review: host writes while no runtime tab is open -------------------------------
+def test_host_writes_made_without_a_runtime_tab_never_bring_back_the_old_user(
+    new_page: Any, servers: Servers, run_id: str
+) -> None:
+    app = new_page()
+    open_app(app, servers)
+    alice = servers.issuer.mint(servers.realm, 300, sub="alice")
+    set_token(app, servers.realm, alice)
+    app.close()  # no runtime tab is open from here on
+    bob = servers.issuer.mint(servers.realm, 300, sub="bob")
+    for step, write in enumerate((
+        "([k, v]) => localStorage.setItem(k, v)",  # the host's own login page switches user
+        "([k]) => localStorage.removeItem(k)",  # the host's own logout page
+    )):
+        host_page = new_page()
+        host_page.goto(f"{servers.host}/t/plain.html?run=w{step}-{run_id}")
+        host_page.evaluate(write, [STORAGE_KEY, json.dumps({servers.realm: bob})])
+        host_page.close()
+        tab = new_page()
+        run = f"{step}-{run_id}"
+        tab.goto(f"{servers.host}/t/first-paint.html?run={run}")
+        tab.wait_for_function("() => [...document.images].every((i) => i.complete)")
+        sent = [a for i in range(10) for a in auth_of(servers, f"/img/fp-{i}-{run}")]
+        assert f"Bearer {alice}" not in sent, f"step {step}: {sent.count(f'Bearer {alice}')} of {len(sent)}"
+        wait_ready(tab)
+        assert alice not in tab.evaluate(SAVED_STATE)
+        tab.close()
+
+
+def test_api_calls_settle_when_no_worker_covers_the_page(page: Page, servers: Servers) -> None:
+    page.goto(f"{servers.host}/t/no-sw.html")
+    wait_ready(page)
+    timed = """async ([fn, realm, token]) => {
+      const t0 = performance.now();
+      const calls = {set: () => pyauthWeb.setToken(realm, token), clear: () => pyauthWeb.clearTokens(),
+                     reload: () => pyauthWeb.reload()};
+      const done = await Promise.race([calls[fn]().then(() => 'settled', (e) => 'rejected: ' + e.message),
+                                       new Promise((r) => setTimeout(() => r('pending'), 4000))]);
+      return [done, performance.now() - t0];
+    }"""
+    for fn in ("set", "reload", "clear"):
+        done, ms = page.evaluate(timed, [fn, servers.realm, servers.token()])
+        assert done == "settled" and ms < 2500, (fn, done, ms)
+
+
+def test_boot_failure_lets_waiting_worker_requests_fall_through_at_once(
+    tmp_path: Path, bundle_dir: Path, page: Page, servers: Servers, run_id: str
+) -> None:
+    host, _ = serve_broken_bundle(servers, bundle_dir, tmp_path)
+    page.goto(host + "/t/app.html")
+    wait_controlled(page)
+    page.reload()  # controlled and joined from the start; boot fails again
+    result = page.evaluate(
+        """async (url) => {
+          const request = fetch(url, {cache: 'no-store'}).then((r) => r.status);
+          const failedAt = await pyauthWeb.ready.then(() => null, () => performance.now());
+          const status = await request;
+          return [status, failedAt, performance.now()];
+        }""",
+        f"{servers.realm}img/bootfail-{run_id}",
+    )
+    status, failed_at, done_at = result
+    assert status == 401 and failed_at is not None
+    assert done_at - failed_at < 1000, result  # not the 3 s pending budget
+
+
+def test_host_logout_written_to_storage_removes_the_refresh_token(
+    new_page: Any, servers: Servers
+) -> None:
+    tab_a, tab_b = new_page(), new_page()
+    open_app(tab_a, servers)
+    open_app(tab_b, servers)
+    tab_a.evaluate(
+        "(e) => pyauthWeb.configure({oauth: {tokenEndpoint: e, clientId: 'spa'}})",
+        servers.host + "/oauth-token",
+    )
+    tab_a.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-alice-0')", [servers.realm, servers.token()])
+    assert "rt-alice-0" in tab_b.evaluate("(k) => localStorage.getItem(k)", STORAGE_KEY + ":refresh")
+    tab_b.evaluate("(k) => localStorage.removeItem(k)", STORAGE_KEY)  # the host logs out itself
+    tab_a.wait_for_function("(k) => localStorage.getItem(k) === null", arg=STORAGE_KEY + ":refresh", timeout=2000)
