@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from pyauth_web import assets
 from pyauth_web.demo.browser import launch_chromium, load_playwright_config
 from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+from pyauth_web.protocol import STATE_CACHE
 from pyauth_web.tokens import DEFAULT_STORAGE_KEY
 
 PAGES = Path(__file__).with_name("pages")
@@ -120,7 +121,7 @@ class Bench:
         self._controlled(page, f"{self.host}/b/python-handler.html", token)
         page.evaluate("() => pyauthWeb.ready.then(() => true)")
         if not keep_worker_state:  # a worker that knows nothing: every image needs the page
-            page.evaluate("() => caches.delete('pyauth-web-state-v2')")
+            page.evaluate("(c) => caches.delete(c)", STATE_CACHE)
             cdp = ctx.new_cdp_session(page)
             cdp.send("ServiceWorker.enable")
             cdp.send("ServiceWorker.stopAllWorkers")

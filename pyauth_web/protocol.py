@@ -65,6 +65,9 @@ REDIRECT_MODES = (REDIRECT_FOLLOW, REDIRECT_ERROR)
 
 ANSWER_BUDGET_MS = 200
 PENDING_BUDGET_MS = 3000
+ASK_OTHERS_AFTER_MS = 100  # below ANSWER_BUDGET_MS: other windows get a chance to answer
+ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a worker's ack
+STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
 MAX_URL_LENGTH = 8192
 
 Message = dict[str, Any]

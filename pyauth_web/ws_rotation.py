@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from .tokens import DEFAULT_SKEW_SECONDS
+
 TOKEN_EXPIRED = "tokenExpired"
 
 State = Literal["connecting", "open", "rotating", "closed"]
@@ -97,7 +99,10 @@ class RotationTracker:
 
     # -- rotation -----------------------------------------------------------------------------
     def should_rotate(
-        self, message: str | None = None, token_exp: float | None = None, skew: float = 60.0
+        self,
+        message: str | None = None,
+        token_exp: float | None = None,
+        skew: float = DEFAULT_SKEW_SECONDS,
     ) -> bool:
         """Rotate now? True when ``message`` is the server's expiry signal, or the token
         expires within ``skew`` seconds (``token_exp``: the JWT ``exp``, on ``clock``'s scale).

@@ -34,6 +34,7 @@ const PENDING_BUDGET_MS = 3000;
 const ASK_OTHERS_AFTER_MS = 100;
 const MAX_EXP = 253402300799;  // 9999-12-31T23:59:59Z: larger, negative or non-finite exp is refused
 const MAX_APP_LENGTH = 200;
+const DEFAULT_SKEW_S = 60;  // until the page says otherwise (every sync carries its skew)
 const TICKET_TTL_MS = 60000;
 const REDIRECT_FOLLOW = 'follow';
 const REDIRECT_ERROR = 'error';
@@ -74,7 +75,7 @@ function appState(app) {
   let state = apps.get(app);
   if (!state) {
     state = {
-      tokens: new Map(), origins: new Set(), skew: 60, clearedAt: 0, removedAt: new Map(), fp: null,
+      tokens: new Map(), origins: new Set(), skew: DEFAULT_SKEW_S, clearedAt: 0, removedAt: new Map(), fp: null,
     };
     apps.set(app, state);
   }

@@ -21,7 +21,8 @@
     PENDING: 'pending',
     ACK: 'ack',
   });
-  const ACK_TIMEOUT_MS = 2000;  // a worker that does not acknowledge a message in time is not waited for
+  const ACK_TIMEOUT_MS = 2000;
+  const DEFAULT_STORAGE_KEY = 'pyauth-web:session';  // a worker that does not acknowledge a message in time is not waited for
 
   const script = document.currentScript;
   const base = new URL('.', script.src).href;
@@ -31,8 +32,8 @@
     sw: data.sw === undefined ? null : new URL(data.sw, location.href).href,
     swScope: data.swScope ? new URL(data.swScope, location.href).href : null,
     realms: (data.realms || '').split(/\s+/).filter(Boolean),
-    storageKey: data.storageKey || 'pyauth-web:session',
-    skew: data.skew === undefined ? 60 : Number(data.skew),
+    storageKey: data.storageKey || DEFAULT_STORAGE_KEY,
+    skew: data.skew === undefined ? null : Number(data.skew),  // null: the runtime's default
     refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,
     snapshot: data.snapshot !== 'off',
   };

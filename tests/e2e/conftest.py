@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from pyauth_web import assets
 from pyauth_web.demo.browser import launch_chromium, load_playwright_config
 from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+from pyauth_web.protocol import STATE_CACHE
 from pyauth_web.tokens import DEFAULT_STORAGE_KEY
 
 PAGES = Path(__file__).with_name("pages")
@@ -177,7 +178,7 @@ def stop_service_worker(context: BrowserContext, page: Page, *, forget: bool = F
     With ``forget``, its saved state (Cache Storage) goes too: the next start is a cold start.
     """
     if forget:
-        page.evaluate("() => caches.delete('pyauth-web-state-v2')")
+        page.evaluate("(c) => caches.delete(c)", STATE_CACHE)
     cdp = context.new_cdp_session(page)
     cdp.send("ServiceWorker.enable")
     cdp.send("ServiceWorker.stopAllWorkers")

@@ -15,7 +15,14 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from conftest import STORAGE_KEY, Servers, serve_broken_bundle, wait_controlled, wait_ready
+from conftest import (
+    STATE_CACHE,
+    STORAGE_KEY,
+    Servers,
+    serve_broken_bundle,
+    wait_controlled,
+    wait_ready,
+)
 from playwright.sync_api import Page
 
 FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
@@ -41,8 +48,8 @@ HELLO_WITH_ACK = """(app) => new Promise((resolve) => {
   navigator.serviceWorker.startMessages();
   navigator.serviceWorker.controller.postMessage({type: 'hello', app, ack: 'probe'});
 })"""
-SAVED_STATE = """async () => {
-  const cache = await caches.open('pyauth-web-state-v2');
+SAVED_STATE = """async (name) => {
+  const cache = await caches.open(name);
   const out = [];
   for (const req of await cache.keys()) out.push(await (await cache.match(req)).text());
   return out.join('\\n');
@@ -122,7 +129,7 @@ def test_host_storage_writes_reach_the_worker_and_logout_sticks(
     for tab in (tab_a, tab_b):
         tab.wait_for_function(BECOMES, arg=[who, None], timeout=1000)
     assert tab_b.evaluate("(u) => pyauthWeb.getToken(u)", servers.realm) is None
-    saved = tab_a.evaluate(SAVED_STATE)
+    saved = tab_a.evaluate(SAVED_STATE, STATE_CACHE)
     assert alice not in saved and bob not in saved
 
 
@@ -231,7 +238,7 @@ def test_two_apps_in_one_page_keep_their_users_apart(page: Page, servers: Server
     assert page.evaluate(WHO, f"{realm_a}api/2") is None
     assert page.evaluate(WHO, f"{realm_b}api/2") == "bob"
     # With the worker's memory gone, each app still answers only for its own realm.
-    page.evaluate("() => caches.delete('pyauth-web-state-v2')")
+    page.evaluate("(c) => caches.delete(c)", STATE_CACHE)
     assert page.evaluate(WHO, f"{realm_b}api/3") == "bob"
     assert page.evaluate(WHO, f"{realm_a}api/3") is None
 
@@ -273,7 +280,7 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
         assert probe.evaluate(HELLO_WITH_ACK, STORAGE_KEY)
         assert probe.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{i}-{run_id}") == 401
         assert auth_of(servers, f"/img/after-{i}-{run_id}") == [None]
-        assert probe.evaluate(SAVED_STATE).count(token) == 0
+        assert probe.evaluate(SAVED_STATE, STATE_CACHE).count(token) == 0
         probe.close()
 
 
@@ -305,7 +312,7 @@ def test_clear_tokens_works_when_the_runtime_failed_to_start(
     assert page.evaluate("(k) => [localStorage.getItem(k), localStorage.getItem(k + ':refresh')]", STORAGE_KEY) == [None, None]
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{run_id}") == 401
     assert auth_of(servers, f"/img/after-{run_id}") == [None]
-    assert token not in page.evaluate(SAVED_STATE)
+    assert token not in page.evaluate(SAVED_STATE, STATE_CACHE)
 
 
 # -- found by review: host writes while no runtime tab is open -------------------------------
@@ -333,7 +340,7 @@ def test_host_writes_made_without_a_runtime_tab_never_bring_back_the_old_user(
         sent = [a for i in range(10) for a in auth_of(servers, f"/img/fp-{i}-{run}")]
         assert f"Bearer {alice}" not in sent, f"step {step}: {sent.count(f'Bearer {alice}')} of {len(sent)}"
         wait_ready(tab)
-        assert alice not in tab.evaluate(SAVED_STATE)
+        assert alice not in tab.evaluate(SAVED_STATE, STATE_CACHE)
         tab.close()
 
 

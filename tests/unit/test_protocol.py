@@ -6,7 +6,7 @@ from pathlib import Path
 import jwt
 
 from pyauth_web import protocol
-from pyauth_web.tokens import MAX_EXP, TokenStore
+from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, MAX_EXP, TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -33,6 +33,26 @@ def test_budgets_agree() -> None:
     source = (ROOT / "sw" / "sw.js").read_text()
     assert f"ANSWER_BUDGET_MS = {protocol.ANSWER_BUDGET_MS};" in source
     assert f"PENDING_BUDGET_MS = {protocol.PENDING_BUDGET_MS};" in source
+
+
+def js_const(path: Path, name: str) -> str:
+    """The literal of ``const NAME = <literal>;`` in a JS file (one definition only)."""
+    found = re.findall(rf"const {name} = ([^;]+);", path.read_text())
+    assert len(found) == 1, f"{name} defined {len(found)} times in {path.name}"
+    return found[0].strip()
+
+
+def test_shared_constants_agree() -> None:
+    """Every value both languages use is defined once per language; this fails when they differ."""
+    sw, loader = ROOT / "sw" / "sw.js", ROOT / "web" / "pyauth-web.js"
+    assert float(js_const(sw, "DEFAULT_SKEW_S")) == DEFAULT_SKEW_SECONDS
+    assert int(js_const(sw, "ASK_OTHERS_AFTER_MS")) == protocol.ASK_OTHERS_AFTER_MS
+    assert protocol.ASK_OTHERS_AFTER_MS < protocol.ANSWER_BUDGET_MS
+    assert js_const(sw, "STATE_CACHE") == f"'{protocol.STATE_CACHE}'"
+    assert js_const(loader, "DEFAULT_STORAGE_KEY") == f"'{DEFAULT_STORAGE_KEY}'"
+    assert int(js_const(loader, "ACK_TIMEOUT_MS")) == protocol.ACK_TIMEOUT_MS
+    # The loader holds no skew default of its own: the runtime applies DEFAULT_SKEW_SECONDS.
+    assert "skew: data.skew === undefined ? null" in loader.read_text()
 
 
 def test_exp_range_and_redirect_modes_agree() -> None:
