@@ -6,7 +6,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup demo test lint unit e2e bench bundle clean
 
-setup: $(VENV)/.installed .cache/.chromium .cache/pyauth-web/.vendored tests/oidc/node_modules/.installed
+setup: $(VENV)/.installed .cache/.chromium .cache/pyauth-web/.vendored tests/oidc/node_modules/.installed \
+	tools/jscheck/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +32,21 @@ tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
 	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# TypeScript's checker for sw/sw.js and web/pyauth-web.js (npm package typescript, pinned).
+tools/jscheck/node_modules/.installed: tools/jscheck/package-lock.json
+	cd tools/jscheck && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+TSC := tools/jscheck/node_modules/.bin/tsc --noEmit --allowJs --checkJs --target es2022 --skipLibCheck
+
 demo: setup
 	$(BIN)/pyauth-web demo
 
 lint: setup
 	$(BIN)/ruff check pyauth_web tests benchmarks
 	$(BIN)/mypy
+	$(TSC) --lib es2022,webworker sw/sw.js
+	$(TSC) --lib es2022,dom web/pyauth-web.js
 
 unit: setup
 	$(BIN)/pytest -q tests/unit

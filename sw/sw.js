@@ -15,7 +15,12 @@
  * unauthenticated request when nobody answers. The message names below are the one place on this
  * side; the Python side's copy is pyauth_web/protocol.py, and a unit test checks that they agree.
  */
+// @ts-check
 'use strict';
+
+// The worker's global scope, typed (TypeScript's DOM/webworker libraries type `self` as a plain
+// WorkerGlobalScope): `make lint` checks this file with tsc --checkJs.
+const scope = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 
 const MSG = Object.freeze({
   HELLO: 'hello',
@@ -86,7 +91,7 @@ function appState(app) {
 let pruning = null;
 function pruneClients() {
   if (pruning) return;
-  pruning = self.clients.matchAll({ includeUncontrolled: true, type: 'all' })
+  pruning = scope.clients.matchAll({ includeUncontrolled: true, type: 'all' })
     .then((all) => {
       const live = new Set(all.map((c) => c.id));
       for (const id of [...members.keys()]) if (!live.has(id)) members.delete(id);
@@ -196,7 +201,7 @@ function applyMessage(msg, clientId) {
       break;
     case MSG.WORKER_TICKET:
       for (const [url, t] of tickets) if (t.expires < Date.now()) tickets.delete(url);
-      if (isStr(msg.url) && msg.url.startsWith(new URL(JOIN_PATH, self.registration.scope).href)) {
+      if (isStr(msg.url) && msg.url.startsWith(new URL(JOIN_PATH, scope.registration.scope).href)) {
         tickets.set(msg.url, { app: msg.app, expires: Date.now() + TICKET_TTL_MS });
       }
       break;
@@ -212,7 +217,7 @@ function applyMessage(msg, clientId) {
 // restart need no round trip. It holds nothing localStorage does not already hold, plus which
 // clients joined which app (client ids of closed clients are dropped when it is loaded).
 const STATE_CACHE = 'pyauth-web-state-v2';
-const STATE_KEY = new URL('__pyauth-web/state', self.registration.scope).href;
+const STATE_KEY = new URL('__pyauth-web/state', scope.registration.scope).href;
 let saving = Promise.resolve();
 
 function snapshot() {
@@ -257,18 +262,19 @@ function restore(saved, liveClients) {
 let stateLoaded = false;
 const loaded = Promise.all([
   caches.open(STATE_CACHE).then((cache) => cache.match(STATE_KEY)).then((resp) => resp && resp.json()),
-  self.clients.matchAll({ includeUncontrolled: true, type: 'all' }).then((all) => new Set(all.map((c) => c.id))),
+  scope.clients.matchAll({ includeUncontrolled: true, type: 'all' }).then((all) => new Set(all.map((c) => c.id))),
 ])
   .then(([saved, live]) => restore(saved, live))
   .catch(() => { /* an unreadable saved state is dropped */ })
   .finally(() => { stateLoaded = true; });
 
-self.addEventListener('message', (event) => {
+scope.addEventListener('message', (event) => {
   const msg = event.data;
   if (!msg || typeof msg !== 'object') return;
-  const source = event.source;
+  const source = event.source;  // the client that posted (only clients message the worker)
+  const clientId = source && 'id' in source ? source.id : null;
   event.waitUntil(loaded.then(() => {
-    const changed = applyMessage(msg, source && source.id);
+    const changed = applyMessage(msg, clientId);
     // Acknowledged once applied and saved. (Through the client, not a transferred port: in
     // Chromium a port answered by the active worker delays a waiting worker's activation.)
     return (changed ? save() : saving).then(() => {
@@ -299,7 +305,7 @@ function askClient(client, requestURL, accept, onPending) {
 async function askPage(app, requestURL, clientId) {
   const startSeq = seq;
   const t0 = Date.now();
-  const initiator = clientId ? await self.clients.get(clientId) : null;
+  const initiator = clientId ? await scope.clients.get(clientId) : null;
   const accept = (reply, client) => {  // any answer from an app joins the client to it
     if (!isApp(reply.app) || (app !== null && reply.app !== app)) return false;
     if (join(client.id, reply.app)) save();
@@ -321,7 +327,7 @@ async function askPage(app, requestURL, clientId) {
     // client; only answers from that app count.
     const askOthers = async () => {
       if (app === null) return;
-      for (const c of await self.clients.matchAll({ type: 'window' })) {
+      for (const c of await scope.clients.matchAll({ type: 'window' })) {
         if (c.id !== clientId && !silent.has(c.id)) ask(c);
       }
     };
@@ -436,7 +442,7 @@ function route(request, clientId) {
   return askPageOnce(owner.app, url, clientId).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
 }
 
-self.addEventListener('fetch', (event) => {
+scope.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET' && request.method !== 'HEAD') return;
   if (request.mode === 'navigate' || request.headers.has('Authorization')) return;
@@ -449,5 +455,5 @@ self.addEventListener('fetch', (event) => {
   }
 });
 
-self.addEventListener('install', () => self.skipWaiting());
-self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+scope.addEventListener('install', () => scope.skipWaiting());
+scope.addEventListener('activate', (event) => event.waitUntil(scope.clients.claim()));

@@ -11,6 +11,7 @@
  * worker then waits up to 3 s) and hands the request to Python once it is up; for any other URL
  * it replies {app} at once. It never answers with a token itself.
  */
+// @ts-check: `make lint` checks this file with tsc --checkJs.
 (() => {
   'use strict';
   const MSG = Object.freeze({
@@ -24,7 +25,7 @@
   const ACK_TIMEOUT_MS = 2000;
   const DEFAULT_STORAGE_KEY = 'pyauth-web:session';  // a worker that does not acknowledge a message in time is not waited for
 
-  const script = document.currentScript;
+  const script = /** @type {HTMLScriptElement} */ (document.currentScript);
   const base = new URL('.', script.src).href;
   const data = script.dataset;
   const config = {
@@ -315,5 +316,5 @@
     bootFailed = true;  // the worker's waiting requests fall through now, not after 3 s
     for (const event of early.splice(0)) event.ports[0].postMessage({ app });
   });
-  window.pyauthWeb = api;
+  /** @type {any} */ (window).pyauthWeb = api;
 })();
