@@ -101,7 +101,13 @@
         .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
     }
   }
-  const within = (promise, ms) => Promise.race([promise, new Promise((r) => { setTimeout(() => r(null), ms); })]);
+  /** @param {Promise<any>} promise @param {number} ms */
+  function within(promise, ms) {  // the promise's value, or null after ms (no timer left behind)
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(() => resolve(null), ms); });
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  }
   function currentRegistration() {
     if (!sw) return Promise.resolve(null);
     const found = registered || sw.getRegistration().then((reg) => reg || null, () => null);
