@@ -6,6 +6,7 @@ Nothing here touches the browser (``js``) or reads a token, so the snapshot hold
 from pyauth_web import (  # noqa: F401
     authflow,
     oauth,
+    options,
     prewarm,
     protocol,
     refresh,

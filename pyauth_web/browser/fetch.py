@@ -9,29 +9,26 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import js
 from pyodide.ffi import JsProxy, to_js
 from pyodide.http import FetchResponse, pyfetch
 
 from pyauth_web.authflow import ForceRefresh, GetToken, Send, auth_flow
-from pyauth_web.browser import urls
+from pyauth_web.browser import source, urls
+from pyauth_web.browser.source import TokenSource
 from pyauth_web.refresh import RefreshError
-
-if TYPE_CHECKING:
-    from pyauth_web.browser.runtime import BrowserRuntime
 
 
 async def run_flow(
-    rt: BrowserRuntime, url: str, replayable: bool, send: Callable[[str | None], Awaitable[Any]]
+    rt: TokenSource, url: str, replayable: bool, send: Callable[[str | None], Awaitable[Any]]
 ) -> Any:
     """``url`` is where ``send`` sends the request, exactly (the canonical URL)."""
     match = urls.for_matching(url)  # None: no realm can hold a token for it
 
     def current() -> str | None:
-        entry = rt.store.lookup(match) if match else None
-        return entry.token if entry else None
+        return rt.current_token(match) if match else None
 
     flow = auth_flow(replayable=replayable, current_token=current)
     command = next(flow)
@@ -45,13 +42,8 @@ async def run_flow(
         elif isinstance(command, Send):
             answer = await send(command.token)
         elif isinstance(command, ForceRefresh):
-            realm = rt.store.realm_for(match) if match else None
             try:
-                answer = (
-                    await rt.coordinator.refresh(realm, command.stale_token)
-                    if (realm and rt.has_refresher)
-                    else None
-                )
+                answer = await rt.force_refresh(match, command.stale_token) if match else None
             except RefreshError:
                 answer = None
         try:
@@ -66,7 +58,7 @@ def _is_stream(value: Any) -> bool:
     )
 
 
-async def js_fetch(rt: BrowserRuntime, input: Any, init: Any = None, transport: Any = None) -> Any:
+async def js_fetch(rt: TokenSource, input: Any, init: Any = None, transport: Any = None) -> Any:
     """``pyauthWeb.fetch``: returns the JS ``Response`` of the last attempt. The ``Request``
     constructor canonicalises the URL; every attempt is sent to exactly that ``request.url``."""
     transport = transport or js.fetch
@@ -91,9 +83,7 @@ async def js_fetch(rt: BrowserRuntime, input: Any, init: Any = None, transport: 
 async def fetch(url: str, **init: Any) -> FetchResponse:
     """``await pyauth_web.fetch(url, **init)``: ``pyfetch`` with the realm's token, a proactive
     refresh when it is stale, and one forced refresh + retry on 401 (the body is replayed)."""
-    from pyauth_web.browser.runtime import current
-
-    rt = current()
+    rt = source.current()
     # Sent to exactly the URL the token was chosen for: the browser's canonical form (resolved
     # against the page). One that does not parse goes as given, without a token, and fails
     # as fetch fails.

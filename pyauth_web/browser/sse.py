@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import js
 from pyodide.ffi import JsException, to_js
 
-from pyauth_web.browser import urls
+from pyauth_web.browser import source, urls
+from pyauth_web.browser.source import TokenSource
 from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from pyauth_web.sse_policy import End, Open, Reconnect, RefreshAndReconnect, SSEPolicy
-
-if TYPE_CHECKING:
-    from pyauth_web.browser.runtime import BrowserRuntime
 
 
 class EventStream(StateReporter):
@@ -38,16 +36,14 @@ class EventStream(StateReporter):
         self,
         url: str,
         *,
-        runtime: BrowserRuntime | None = None,
+        runtime: TokenSource | None = None,
         resync: Callable[[], Awaitable[Any]] | None = None,
         on_state: Callable[[str], Any] | None = None,
         policy: SSEPolicy | None = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
     ) -> None:
         if runtime is None:
-            from pyauth_web.browser.runtime import current
-
-            runtime = current()
+            runtime = source.current()
         canonical = urls.canonical(url)  # connects to, and matches realms on, exactly this
         if canonical is None:
             raise ValueError(f"not a valid URL: {url!r}")
@@ -115,11 +111,8 @@ class EventStream(StateReporter):
                     yield event
                 action = ended or self.policy.on_stream_end()
             if isinstance(action, RefreshAndReconnect):
-                realm = self.rt.store.realm_for(self.url)
                 try:
-                    if realm is None or token is None or not self.rt.has_refresher:
-                        raise RefreshError(self.url, "no token to refresh")
-                    await self.rt.coordinator.refresh(realm, token)
+                    await self.rt.force_refresh(self.url, token)
                 except RefreshError:
                     # No fresh token: the same as the server rejecting it a second time.
                     action = self.policy.on_connect_result(401)
@@ -176,7 +169,7 @@ class StreamHandle:
         self.stream.close()
 
 
-def start_stream(rt: BrowserRuntime, url: str, options: Any = None) -> StreamHandle:
+def start_stream(rt: TokenSource, url: str, options: Any = None) -> StreamHandle:
     """``pyauthWeb.stream(url, {onEvent, onStateChange, resync})``."""
     opts = options.to_py(depth=1) if options is not None else {}
 

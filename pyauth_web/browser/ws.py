@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import js
@@ -23,19 +23,17 @@ from pyodide.ffi import JsException
 from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 
 from pyauth_web.browser import urls
+from pyauth_web.browser.source import TokenSource
 from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.tokens import token_expiry
 from pyauth_web.ws_rotation import RotationPolicy, RotationTracker
 
-if TYPE_CHECKING:
-    from pyauth_web.browser.runtime import BrowserRuntime
-
 
 class RotatingSocket(StateReporter):
     def __init__(
         self,
-        runtime: BrowserRuntime,
+        runtime: TokenSource,
         url: str,
         *,
         token_in: str = "message",
@@ -54,7 +52,7 @@ class RotatingSocket(StateReporter):
         self.token_in = token_in
         self.on_message = on_message
         self.on_state = on_state
-        self.tracker = RotationTracker(policy, clock=runtime.store.clock)
+        self.tracker = RotationTracker(policy, clock=runtime.now)
         self.token: str | None = None
         self.ws: Any = None
         self.rotations = 0
@@ -146,14 +144,12 @@ class RotatingSocket(StateReporter):
             exp = None
         if exp is None:
             return
-        delay = max(0.0, exp - self.rt.store.skew - self.rt.store.clock())
+        delay = max(0.0, exp - self.rt.skew - self.rt.now())
         self._expiry = asyncio.get_event_loop().call_later(delay, self._expiry_due)
 
     def _expiry_due(self) -> None:
         self._expiry = None
-        if self.tracker.should_rotate(
-            token_exp=token_expiry(self.token or ""), skew=self.rt.store.skew
-        ):
+        if self.tracker.should_rotate(token_exp=token_expiry(self.token or ""), skew=self.rt.skew):
             self._spawn(self._rotate())
 
     async def _rotate(self) -> None:
@@ -161,11 +157,10 @@ class RotatingSocket(StateReporter):
             self._fail("rotation limit")
             return
         self._set_state("rotating")
-        realm = self.rt.store.realm_for(self.http_url) if self.http_url else None
         try:
-            if realm is None or self.token is None or not self.rt.has_refresher:
-                raise RefreshError(self.http_url or self.url, "no token to refresh")
-            token = await self.rt.coordinator.refresh(realm, self.token)  # forced
+            if self.http_url is None:
+                raise RefreshError(self.url, "no token to refresh")
+            token = await self.rt.force_refresh(self.http_url, self.token)
             new_ws = await self._open(token)
         except (RefreshError, ConnectionError, JsException):
             self.tracker.end_rotation(False)
@@ -180,7 +175,7 @@ class RotatingSocket(StateReporter):
         self._arm_expiry()
 
     def _fail(self, reason: str) -> None:
-        self.rt._failed_stream(self.http_url or self.url, reason)
+        self.rt.report_auth_error(self.http_url or self.url, reason)
         self._finish()
 
     def _finish(self) -> None:
@@ -195,7 +190,7 @@ class RotatingSocket(StateReporter):
         self._set_state("closed")
 
     def _spawn(self, coro: Any) -> None:
-        self.rt._spawn(coro)
+        self.rt.spawn(coro)
 
     # -- API ------------------------------------------------------------------------------
     def send(self, message: str) -> None:
@@ -204,7 +199,7 @@ class RotatingSocket(StateReporter):
         for item in self.tracker.send(message):
             self.ws.send(item)
         for warning in self.tracker.warnings[reported:]:
-            self.rt._warn(f"WebSocket {self.url}: {warning}")
+            self.rt.warn(f"WebSocket {self.url}: {warning}")
 
     def close(self) -> None:
         self.tracker.close()

@@ -1,0 +1,156 @@
+"""The refresh side of the session: the configured refresher, the refresh coordinator (made
+anew by ``configure``), and the cross-tab relay of failure episodes.
+
+Single-flight, retries, deadlines, the cross-tab lock and logout are the core's
+(:class:`pyauth_web.refresh.RefreshCoordinator`); this module binds it to the browser: Web
+Locks named per app and realm, the three refreshers, and ``console:auth-error`` once per
+episode in every tab.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pyauth_web.browser.events import AuthErrorRelay, Events
+from pyauth_web.browser.locks import web_lock
+from pyauth_web.browser.refreshers import (
+    OAuthRefresher,
+    RefreshTokenStorage,
+    callback_refresher,
+    url_refresher,
+)
+from pyauth_web.options import Options
+from pyauth_web.refresh import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_REFRESH_TIMEOUT,
+    BackoffPolicy,
+    RefreshCoordinator,
+    Refresher,
+    RefreshError,
+    Reread,
+)
+from pyauth_web.tokens import TokenStore
+
+
+def lock_name(app: str, realm: str) -> str:
+    """The Web Lock held while a tab refreshes ``realm`` (one per app and realm)."""
+    return f"pyauth-web:{app}:{realm}"
+
+
+class Refreshing:
+    def __init__(
+        self,
+        app: str,
+        store: TokenStore,
+        events: Events,
+        *,
+        reread: Reread,
+        on_success: Callable[[str, str], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.events = events
+        self.rng = random.Random()
+        self._reread = reread
+        self._on_success = on_success
+        self._spawn = spawn
+        self.refresher: Refresher | None = None
+        self.oauth: OAuthRefresher | None = None
+        self.coordinator = self._coordinator(None, BackoffPolicy())
+        self.relay = AuthErrorRelay(app, self._relayed)
+
+    def can_refresh(self, realm: str) -> bool:
+        return self.refresher is not None and self.coordinator.failed(realm) is None
+
+    def in_flight(self, realm: str) -> bool:
+        return self.coordinator.in_flight(realm)
+
+    def token_of(self, realm: str) -> str | None:
+        entry = self.store.entries().get(realm)
+        return entry.token if entry else None
+
+    async def refresh(self, realm: str, stale: str | None = None) -> str:
+        """Refresh ``realm``'s token ``stale`` (default: the one held now). Pass the token seen
+        when the refresh was decided: if a sibling replaced it meanwhile, that one is used."""
+        return await self.coordinator.refresh(realm, stale or self.token_of(realm))
+
+    def start(self, realm: str) -> None:
+        """A proactive refresh (timer or pre-warm); failures are reported by the coordinator."""
+        if self.can_refresh(realm):
+            self._spawn(self._quietly(realm, self.token_of(realm)))
+
+    async def _quietly(self, realm: str, stale: str | None) -> None:
+        try:
+            await self.refresh(realm, stale)
+        except RefreshError:
+            pass  # reported once through console:auth-error
+
+    def configure(
+        self,
+        options: Options,
+        refresh_tokens: RefreshTokenStorage,
+        session_token: Callable[[str], str | None],
+    ) -> None:
+        """Apply checked options: the refresher (options without one keep the current one) and
+        a new coordinator (in-flight refreshes of the old one end as ``reconfigured``)."""
+        refresher = self.refresher
+        if options.refresh is not None:
+            refresher = callback_refresher(options.refresh)
+        elif options.refresh_url is not None:
+            refresher = url_refresher(options.refresh_url)
+        elif options.oauth is not None:
+            o = options.oauth
+            self.oauth = OAuthRefresher(
+                o.token_endpoint, o.client_id, refresh_tokens, session_token, o.scope
+            )
+            refresher = self.oauth
+        old = self.coordinator
+        old.cancel_all("reconfigured")
+        self.coordinator = self._coordinator(
+            refresher,
+            options.backoff or old.backoff,
+            options.refresh_timeout or old.refresh_timeout,
+            options.lock_timeout or old.lock_timeout,
+        )
+        self.refresher = refresher
+
+    def _coordinator(
+        self,
+        refresher: Refresher | None,
+        backoff: BackoffPolicy,
+        refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> RefreshCoordinator:
+        async def no_refresher(realm: str) -> str:
+            raise RefreshError(realm, "no refresher configured")
+
+        return RefreshCoordinator(
+            refresher or no_refresher,
+            clock=self.store.clock,
+            rng=self.rng,
+            backoff=backoff,
+            lock=lambda realm: web_lock(lock_name(self.app, realm)),
+            reread=self._reread,
+            skew=self.store.skew,  # configure() makes a new coordinator when skew changes
+            on_success=self._on_success,
+            on_failure=self._failed,
+            refresh_timeout=refresh_timeout,
+            lock_timeout=lock_timeout,
+        )
+
+    def _failed(self, error: RefreshError) -> None:
+        """One failure episode: tell the host once, and the other tabs once."""
+        detail = self.events.auth_error(error.realm, error.reason, error.status)
+        if not getattr(error, "relayed", False):
+            self.relay.post(detail)
+
+    def _relayed(self, realm: str, reason: str, status: int | None) -> None:
+        """Another tab's episode for a realm this tab holds: the same episode here."""
+        if realm not in self.store.entries():
+            return
+        error = RefreshError(realm, reason, status=status)
+        error.relayed = True  # type: ignore[attr-defined]
+        self.coordinator.fail(error)

@@ -1,0 +1,244 @@
+"""The app's session in this tab: the token store, its refresh, and what changes it.
+
+:class:`Session` is what the rest of the adapter talks to: it implements
+:class:`~pyauth_web.browser.source.TokenSource` (for fetch, SSE, WebSocket) and the answer
+handler's :class:`~pyauth_web.browser.worker.AnswerSource`, and carries out ``setToken``,
+``removeToken``, ``clearTokens``, storage changes and ``configure``. It holds the refresh
+coordinator (rebuilt on ``configure``) and tells storage, the worker, the timers and the host
+about each change. Storage is the truth: before it answers or refreshes, it re-reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from pyauth_web import protocol
+from pyauth_web.browser import urls
+from pyauth_web.browser.events import Events
+from pyauth_web.browser.refreshing import Refreshing
+from pyauth_web.browser.storage import SessionStorage
+from pyauth_web.browser.timers import RefreshTimers
+from pyauth_web.browser.worker import WorkerLink
+from pyauth_web.options import Options
+from pyauth_web.refresh import LOGGED_OUT, RefreshCoordinator, RefreshError
+from pyauth_web.tokens import TokenStore, normalize_realm
+
+
+class Session:
+    def __init__(
+        self,
+        app: str,
+        store: TokenStore,
+        realms: list[str],
+        worker: WorkerLink,
+        events: Events,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.realms = realms  # the configured realms (the worker asks for their origins)
+        self.worker = worker
+        self.events = events
+        self.storage = SessionStorage(app, store, events.warn)
+        self.redirects: dict[str, str] = {}  # realm -> 'follow' | 'error' (host overrides)
+        self.refreshes = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.refreshing = Refreshing(
+            app, store, events, reread=self._reread, on_success=self._refreshed, spawn=self.spawn
+        )
+        self.timers = RefreshTimers(
+            store,
+            self.refreshing.rng,
+            can_refresh=self.refreshing.can_refresh,
+            in_flight=self.refreshing.in_flight,
+            start_refresh=self.refreshing.start,
+            on_prewarm=lambda realms: events.emit("prewarm", realms=realms),
+        )
+
+    def start(self) -> None:
+        """Load the stored session, arm the timers and tell the worker."""
+        self.storage.on_change(self.storage_changed)
+        self.timers.listen(self.follow_storage)
+        self.storage.load(report=True)
+        self.timers.plan_all()
+        self.timers.schedule()
+        self.sync_worker()
+
+    # -- TokenSource ----------------------------------------------------------------------------
+    @property
+    def skew(self) -> float:
+        return self.store.skew
+
+    def now(self) -> float:
+        return self.store.clock()
+
+    def current_token(self, url: str) -> str | None:
+        entry = self.store.lookup(url)
+        return entry.token if entry else None
+
+    async def get_token(self, url: Any) -> str | None:
+        self.follow_storage()
+        match = urls.for_matching(url)
+        if match is None:
+            return None
+        entry = self.store.lookup(match)
+        if entry is not None:
+            return entry.token
+        realm = self.store.realm_for(match)
+        if realm is None or self.refreshing.refresher is None:
+            return None
+        await self.refreshing.refresh(realm)
+        return self.current_token(match)
+
+    async def force_refresh(self, url: str, stale: str | None) -> str:
+        realm = self.store.realm_for(url)
+        if realm is None or stale is None or self.refreshing.refresher is None:
+            raise RefreshError(url, "no token to refresh")
+        return await self.coordinator.refresh(realm, stale)
+
+    def redirect_for(self, url: str | None) -> str:
+        realm = self.store.realm_for(url) if url else None
+        if realm is not None and protocol.redirect_mode(realm, self.redirects) == "error":
+            return "error"
+        return "follow"
+
+    def report_auth_error(self, url: str, reason: str) -> None:
+        self.events.auth_error(self.store.realm_for(url) or url, reason, None)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def warn(self, message: str) -> None:
+        self.events.warn(message)
+
+    # -- refresh ------------------------------------------------------------------------------
+    @property
+    def coordinator(self) -> RefreshCoordinator:
+        return self.refreshing.coordinator
+
+    def token_of(self, realm: str) -> str | None:
+        return self.refreshing.token_of(realm)
+
+    def can_refresh(self, realm: str) -> bool:
+        return self.refreshing.can_refresh(realm)
+
+    async def refresh(self, realm: str, stale: str | None = None) -> str:
+        return await self.refreshing.refresh(realm, stale)
+
+    async def _reread(self, realm: str) -> str | None:
+        self._load()
+        return self.token_of(realm)
+
+    def session_token(self, realm: str) -> str | None:
+        """The realm's access token in shared storage now (the OAuth refresher checks that a
+        refresh token belongs to it; called under the cross-tab lock)."""
+        self._load()
+        return self.token_of(realm)
+
+    def _refreshed(self, realm: str, token: str) -> None:
+        """Store a refreshed token (runs under the cross-tab lock)."""
+        self._load()
+        if realm not in self.store.entries():  # logged out in another tab meanwhile
+            raise RefreshError(realm, LOGGED_OUT)
+        entry = self.store.set(realm, token)
+        self.storage.persist()
+        self.refreshes += 1
+        self.worker.set_token(entry, self.store.skew, self.redirects)
+        self.timers.plan(entry)
+        self.timers.schedule()
+        self.events.emit("token-refreshed", realmURL=realm, exp=entry.exp)
+        self.events.refreshed(realm)
+
+    # -- changes ------------------------------------------------------------------------------
+    def _load(self) -> None:
+        self.storage.load()
+        self.timers.plan_all()
+
+    def follow_storage(self) -> None:
+        """Notice a write the host made in this tab (no ``storage`` event fires there)."""
+        if self.storage.changed():
+            self.storage_changed()
+
+    def storage_changed(self) -> None:
+        """The stored session changed outside this runtime (the host, or another tab): follow it
+        and tell the worker. Every tab that notices tells it; the worker applies a sync only when
+        it changes the app's state. Storage is the truth, so nothing stale comes back."""
+        before = self.store.entries()
+        self._load()
+        after = self.store.entries()
+        # A session the host removed takes its refresh token with it. (A replaced session keeps
+        # its entry, unused: the pairing refuses it, and only a refresh under the lock may
+        # rewrite a pairing.)
+        self.storage.refresh_tokens().keep_only(set(after))
+        if any(realm not in after for realm in before):  # logout or removal in another tab
+            self.coordinator.cancel_all(LOGGED_OUT)
+        for realm, entry in after.items():
+            if before.get(realm) != entry:
+                self.coordinator.reset(realm)
+                if realm in before:  # a newer token for a realm we had: hosts may refetch
+                    self.events.refreshed(realm)
+        self.timers.schedule()
+        self.sync_worker()
+        self.events.emit("storage-sync", realms=list(after))
+
+    def sync_worker(self) -> None:
+        """Send the app's whole state (as stored now) to the worker."""
+        if self.storage.changed():
+            self._load()
+        self.worker.sync(self.store, self.realms, self.redirects)
+
+    def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
+        """A new session for the realm. Its refresh token, if any, is stored paired with
+        ``token``; without one, the realm's previous refresh token is dropped (it belonged to
+        the previous session, maybe another user's)."""
+        if refresh_token is not None and self.refreshing.oauth is None:
+            raise ValueError("call configure({oauth: ...}) before passing a refresh token")
+        if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
+            raise ValueError(f"refreshToken must be a non-empty string, got {refresh_token!r}")
+        entry = self.store.set(realm_url, token)
+        self.coordinator.reset(entry.realm)
+        self.storage.persist()
+        self.storage.refresh_tokens().set(entry.realm, refresh_token, entry.token)
+        self.worker.set_token(entry, self.store.skew, self.redirects)
+        self.timers.plan(entry)
+        self.timers.schedule()
+        self.events.emit("token-set", realmURL=entry.realm, exp=entry.exp)
+
+    def remove_token(self, realm_url: str) -> None:
+        realm = normalize_realm(realm_url)
+        self.store.remove(realm)
+        self.coordinator.cancel_all(LOGGED_OUT)
+        self.coordinator.reset(realm)
+        self.storage.persist()
+        self.storage.refresh_tokens().remove(realm)  # every credential of the realm, any tab
+        self.timers.forget(realm)
+        self.worker.remove_token(realm)
+        self.events.emit("token-removed", realmURL=realm)
+
+    def clear_tokens(self) -> None:
+        self.store.clear()
+        self.coordinator.clear()
+        self.storage.persist()
+        self.storage.refresh_tokens().clear()  # every refresh token, whatever this tab set up
+        self.timers.forget()
+        self.timers.schedule()
+        self.worker.clear()
+        self.events.emit("tokens-cleared")
+
+    def apply(self, options: Options) -> None:
+        """``configure()``: options already checked (:func:`pyauth_web.options.parse_options`),
+        so nothing here can fail half-way."""
+        if options.redirects is not None:
+            self.redirects = options.redirects
+        if options.skew is not None:
+            self.store.skew = options.skew
+        if options.jitter is not None:
+            self.timers.jitter = options.jitter
+        self.refreshing.configure(options, self.storage.refresh_tokens(), self.session_token)
+        self.timers.forget()  # skew or jitter may have changed
+        self.timers.plan_all()
+        self.timers.schedule()
+        self.sync_worker()

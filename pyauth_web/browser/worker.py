@@ -1,0 +1,93 @@
+"""The service worker's side of the runtime: what the page tells it, and the token-answer
+handler (the hot path: a worker's ``request-realm-token`` on a cache miss).
+
+Messages are built by the core (:mod:`pyauth_web.protocol`); the loader adds ``app`` and posts
+them to every worker of the registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol
+
+from pyodide.ffi import JsProxy
+
+from pyauth_web import protocol
+from pyauth_web.browser.events import plain
+from pyauth_web.refresh import RefreshError
+from pyauth_web.tokens import TokenEntry, TokenStore
+
+
+class WorkerLink:
+    """Posts the app's state changes to the worker (``post`` is the loader's ``postToWorker``)."""
+
+    def __init__(self, post: Callable[[Any], Any]) -> None:
+        self._post = post
+
+    def sync(self, store: TokenStore, realms: list[str], redirects: Mapping[str, str]) -> None:
+        self._post(plain(protocol.sync_tokens(store, realms, redirects)))
+
+    def set_token(self, entry: TokenEntry, skew: float, redirects: Mapping[str, str]) -> None:
+        self._post(plain(protocol.set_realm_token(entry, skew, redirects)))
+
+    def remove_token(self, realm: str) -> None:
+        self._post(plain(protocol.remove_realm_token(realm)))
+
+    def clear(self) -> None:
+        self._post(plain(protocol.clear_tokens()))
+
+
+class AnswerSource(Protocol):
+    """What the answer handler needs from the session."""
+
+    store: TokenStore
+    redirects: Mapping[str, str]
+
+    def follow_storage(self) -> None: ...
+    def can_refresh(self, realm: str) -> bool: ...
+    def token_of(self, realm: str) -> str | None: ...
+    def refresh(self, realm: str, stale: str | None) -> Awaitable[str]: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
+class TokenAnswers:
+    """Answers ``request-realm-token`` on the port the worker sent: the fresh token, or
+    ``pending`` then the token after a refresh, or ``{app}`` (no token: the request falls
+    through). A refresh that ends in a logout answers ``{app}``: no resurrection."""
+
+    def __init__(self, app: str, source: AnswerSource) -> None:
+        self.app = app
+        self.source = source
+        self.counters = {"token_requests": 0, "answered_with_token": 0, "ignored_messages": 0}
+
+    def handle(self, data: Any, port: Any = None) -> None:
+        try:
+            message = data.to_py() if isinstance(data, JsProxy) else data
+        except Exception:  # noqa: BLE001 - a value we cannot convert is just ignored
+            message = None
+        url = protocol.parse_token_request(message)
+        if url is None or port is None or not hasattr(port, "postMessage"):
+            self.counters["ignored_messages"] += 1
+            return
+        self.counters["token_requests"] += 1
+        src = self.source
+        src.follow_storage()  # never answer from a session the host replaced or removed
+        entry = src.store.lookup(url)
+        realm = src.store.realm_for(url) if entry is None else None  # only on a miss
+        if realm is not None and src.can_refresh(realm):
+            port.postMessage(plain(protocol.pending(self.app)))
+            src.spawn(self._after_refresh(url, realm, port, src.token_of(realm)))
+            return
+        self._reply(port, entry)
+
+    async def _after_refresh(self, url: str, realm: str, port: Any, stale: str | None) -> None:
+        try:
+            await self.source.refresh(realm, stale)
+        except RefreshError:
+            pass
+        self._reply(port, self.source.store.lookup(url))  # after a logout: {app}
+
+    def _reply(self, port: Any, entry: TokenEntry | None) -> None:
+        if entry is not None:
+            self.counters["answered_with_token"] += 1
+        port.postMessage(plain(protocol.token_reply(entry, self.app, self.source.redirects)))
