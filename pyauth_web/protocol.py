@@ -21,7 +21,10 @@ SW -> page on a token miss (``client.postMessage(msg, [port])``)::
 
     {type: 'request-realm-token', requestURL}
 
-page -> SW on that port: ``{app, realmURL, token, exp, redirect}`` or ``{app}``; optionally
+SW -> page after applying a message: ``{type: 'ack', ack, v}`` (``v``: the worker's protocol
+version, :data:`PROTOCOL_VERSION`).
+
+page -> SW on that port: ``{app, realmURL, token, exp, redirect, skew}`` or ``{app}``; optionally
 first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at most 3000 ms.
 """
 
@@ -31,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .tokens import TokenEntry, TokenStore, normalize_realm
+from .tokens import DEFAULT_SKEW_SECONDS, TokenEntry, TokenStore, normalize_realm
 
 # Message names: the one place on the Python side.
 HELLO = "hello"
@@ -63,12 +66,23 @@ REDIRECT_FOLLOW = "follow"
 REDIRECT_ERROR = "error"
 REDIRECT_MODES = (REDIRECT_FOLLOW, REDIRECT_ERROR)
 
+PROTOCOL_VERSION = 2  # the worker sends it in every ack; the loader warns once on a mismatch
 ANSWER_BUDGET_MS = 200
 PENDING_BUDGET_MS = 3000
 ASK_OTHERS_AFTER_MS = 100  # below ANSWER_BUDGET_MS: other windows get a chance to answer
 ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a worker's ack
 STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
 MAX_URL_LENGTH = 8192
+
+
+def channel_name(app: str) -> str:
+    """The app's ``BroadcastChannel`` (tabs relay failure episodes on it)."""
+    return f"pyauth-web:{app}"
+
+
+def lock_name(app: str, realm: str) -> str:
+    """The Web Lock a tab holds while it refreshes ``realm`` (one per app and realm)."""
+    return f"pyauth-web:{app}:{realm}"
 
 Message = dict[str, Any]
 
@@ -114,8 +128,13 @@ def pending(app: str) -> Message:
 
 
 def token_reply(
-    entry: TokenEntry | None, app: str, redirects: Mapping[str, str] | None = None
+    entry: TokenEntry | None,
+    app: str,
+    redirects: Mapping[str, str] | None = None,
+    skew: float = DEFAULT_SKEW_SECONDS,
 ) -> Message:
+    """The answer to ``request-realm-token``. Like every message that gives the worker a token,
+    it carries the page's skew: the worker has no default of its own."""
     if entry is None:
         return {"app": app}
     return {
@@ -124,6 +143,7 @@ def token_reply(
         "token": entry.token,
         "exp": entry.exp,
         "redirect": redirect_mode(entry.realm, redirects),
+        "skew": skew,
     }
 
 

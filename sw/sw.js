@@ -34,12 +34,12 @@ const MSG = Object.freeze({
   ACK: 'ack',
 });
 
+const PROTOCOL_VERSION = 2;  // sent in every ack: a page of another version warns
 const ANSWER_BUDGET_MS = 200;
 const PENDING_BUDGET_MS = 3000;
 const ASK_OTHERS_AFTER_MS = 100;
 const MAX_EXP = 253402300799;  // 9999-12-31T23:59:59Z: larger, negative or non-finite exp is refused
 const MAX_APP_LENGTH = 200;
-const DEFAULT_SKEW_S = 60;  // until the page says otherwise (every sync carries its skew)
 const TICKET_TTL_MS = 60000;
 const REDIRECT_FOLLOW = 'follow';
 const REDIRECT_ERROR = 'error';
@@ -80,7 +80,7 @@ function appState(app) {
   let state = apps.get(app);
   if (!state) {
     state = {
-      tokens: new Map(), origins: new Set(), skew: DEFAULT_SKEW_S, clearedAt: 0, removedAt: new Map(), fp: null,
+      tokens: new Map(), origins: new Set(), skew: null, clearedAt: 0, removedAt: new Map(), fp: null,
     };
     apps.set(app, state);
   }
@@ -111,8 +111,11 @@ function join(clientId, app) {
   return true;
 }
 
+// The skew comes from the page with every token (sync, set, reply): the worker has no default
+// of its own. Without one (never expected), a token with an exp is not trusted: ask the page.
 function fresh(state, entry) {
-  return entry.exp == null || Date.now() / 1000 < entry.exp - state.skew;
+  if (entry.exp == null) return true;
+  return state.skew !== null && Date.now() / 1000 < entry.exp - state.skew;
 }
 
 function sameEntry(a, b) {
@@ -278,7 +281,7 @@ scope.addEventListener('message', (event) => {
     // Acknowledged once applied and saved. (Through the client, not a transferred port: in
     // Chromium a port answered by the active worker delays a waiting worker's activation.)
     return (changed ? save() : saving).then(() => {
-      if (source && isStr(msg.ack)) source.postMessage({ type: MSG.ACK, ack: msg.ack });
+      if (source && isStr(msg.ack)) source.postMessage({ type: MSG.ACK, ack: msg.ack, v: PROTOCOL_VERSION });
     });
   }));
 });
@@ -351,7 +354,8 @@ async function askPage(app, requestURL, clientId) {
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
   const state = appState(owner);
   if (state.clearedAt > startSeq || (state.removedAt.get(reply.realmURL) || 0) > startSeq) return null;
-  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect)) save();
+  const skewChanged = setSkew(state, reply.skew);
+  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect) || skewChanged) save();
   return state.tokens.get(reply.realmURL);
 }
 

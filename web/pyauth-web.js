@@ -22,8 +22,9 @@
     PENDING: 'pending',
     ACK: 'ack',
   });
-  const ACK_TIMEOUT_MS = 2000;
-  const DEFAULT_STORAGE_KEY = 'pyauth-web:session';  // a worker that does not acknowledge a message in time is not waited for
+  const PROTOCOL_VERSION = 2;  // the worker's acks carry its own: a mismatch is warned about once
+  const ACK_TIMEOUT_MS = 2000;  // a worker that does not acknowledge a message in time is not waited for
+  const DEFAULT_STORAGE_KEY = 'pyauth-web:session';
 
   const script = /** @type {HTMLScriptElement} */ (document.currentScript);
   const base = new URL('.', script.src).href;
@@ -56,7 +57,7 @@
   let bootFailed = false;
 
   function onWorkerMessage(event) {
-    if (event.data && event.data.type === MSG.ACK) { acknowledged(event.data.ack); return; }
+    if (event.data && event.data.type === MSG.ACK) { acknowledged(event.data.ack, event.data.v); return; }
     if (runtime) { runtime.handle_sw_message(event.data, event.ports[0]); return; }
     const msg = event.data;
     const port = event.ports[0];
@@ -120,7 +121,12 @@
   const outstanding = new Set();
   const waitingAcks = new Map();  // ack id -> {left: workers yet to answer, done()}
   let ackCount = 0;
-  function acknowledged(id) {
+  let versionWarned = false;
+  function acknowledged(id, version) {
+    if (version !== PROTOCOL_VERSION && !versionWarned) {
+      versionWarned = true;
+      console.warn(`pyauth-web: the service worker speaks protocol ${version}, this page ${PROTOCOL_VERSION}: deploy sw.js and pyauth-web.js from the same bundle`);
+    }
     const waiter = waitingAcks.get(id);
     if (waiter && --waiter.left <= 0) waiter.done();
   }

@@ -17,6 +17,8 @@ from typing import Any
 import js
 from pyodide.ffi import create_proxy, to_js
 
+from pyauth_web import protocol
+
 AUTH_ERROR_EVENT = "console:auth-error"
 REFRESHED_EVENT = "pyauth-web:token-refreshed"
 EVENT = "pyauth-web:event"
@@ -57,7 +59,7 @@ class AuthErrorRelay:
 
     def __init__(self, app: str, on_error: Callable[[str, str, int | None], None]) -> None:
         self._on_error = on_error
-        self._channel = js.BroadcastChannel.new(f"pyauth-web:{app}")
+        self._channel = js.BroadcastChannel.new(protocol.channel_name(app))
         self._listener = create_proxy(self._on_message)
         self._channel.addEventListener("message", self._listener)
 

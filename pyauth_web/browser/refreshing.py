@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pyauth_web import protocol
 from pyauth_web.browser.events import AuthErrorRelay, Events
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import (
@@ -32,11 +33,6 @@ from pyauth_web.refresh import (
     Reread,
 )
 from pyauth_web.tokens import TokenStore
-
-
-def lock_name(app: str, realm: str) -> str:
-    """The Web Lock held while a tab refreshes ``realm`` (one per app and realm)."""
-    return f"pyauth-web:{app}:{realm}"
 
 
 class Refreshing:
@@ -132,7 +128,7 @@ class Refreshing:
             clock=self.store.clock,
             rng=self.rng,
             backoff=backoff,
-            lock=lambda realm: web_lock(lock_name(self.app, realm)),
+            lock=lambda realm: web_lock(protocol.lock_name(self.app, realm)),
             reread=self._reread,
             skew=self.store.skew,  # configure() makes a new coordinator when skew changes
             on_success=self._on_success,

@@ -40,8 +40,10 @@ class WorkerLink:
 class AnswerSource(Protocol):
     """What the answer handler needs from the session."""
 
-    store: TokenStore
-    redirects: Mapping[str, str]
+    @property
+    def store(self) -> TokenStore: ...
+    @property
+    def redirects(self) -> Mapping[str, str]: ...
 
     def follow_storage(self) -> None: ...
     def can_refresh(self, realm: str) -> bool: ...
@@ -90,4 +92,6 @@ class TokenAnswers:
     def _reply(self, port: Any, entry: TokenEntry | None) -> None:
         if entry is not None:
             self.counters["answered_with_token"] += 1
-        port.postMessage(plain(protocol.token_reply(entry, self.app, self.source.redirects)))
+        src = self.source
+        reply = protocol.token_reply(entry, self.app, src.redirects, src.store.skew)
+        port.postMessage(plain(reply))

@@ -25,6 +25,9 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from .common import RealmLog, cors_headers, verify
+from .streams import add_stream_routes
+
 DEMO_SECRET = "pyauth-web-demo-secret-not-for-production"
 STATIC_DIR = Path(__file__).with_name("static")
 _MIME = {
@@ -65,28 +68,6 @@ class Issuer:
             "jti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self.secret, algorithm="HS256")
-
-
-def verify(secret: str, header: str | None, now: float | None = None) -> tuple[bool, str]:
-    """(valid, reason) for an ``Authorization`` header value, at time ``now``."""
-    if not header:
-        return False, "no Authorization header"
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False, "not a Bearer token"
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
-        )
-    except jwt.PyJWTError as exc:
-        return False, f"invalid token: {exc}"
-    exp = claims.get("exp")
-    if isinstance(exp, int | float) and exp <= (time.time() if now is None else now):
-        return False, "token expired"
-    return True, "ok"
 
 
 # -- static files -----------------------------------------------------------------------------
@@ -181,14 +162,6 @@ def host_app(
 
 
 # -- a realm (resource server) origin ---------------------------------------------------------
-@dataclass
-class RealmLog:
-    entries: list[dict[str, Any]] = field(default_factory=list)
-
-    def for_path(self, path: str) -> list[dict[str, Any]]:
-        return [e for e in self.entries if e["path"] == path]
-
-
 def _svg(label: str) -> str:
     hue = sum(label.encode()) * 37 % 360
     return (
@@ -197,17 +170,6 @@ def _svg(label: str) -> str:
         f'<text x="48" y="56" font-size="16" text-anchor="middle" fill="#fff">{label[:8]}</text>'
         "</svg>"
     )
-
-
-def cors_headers(request: web.Request) -> dict[str, str]:
-    return {
-        "Access-Control-Allow-Origin": request.headers.get("Origin") or "*",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID, Cache-Control",
-        "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
-        "Access-Control-Max-Age": "600",
-        "Vary": "Origin",
-        "Cache-Control": "no-store",
-    }
 
 
 def realm_app(
@@ -219,7 +181,6 @@ def realm_app(
     only with a valid Bearer JWT (checked against ``clock``); ``/api/reject/KEY?times=N``
     answers 401 to its first N requests whatever the token; SSE and WebSocket endpoints from
     :mod:`.streams`. Every request is logged (with its body and ``Last-Event-ID``)."""
-    from .streams import add_stream_routes
 
     log = log if log is not None else RealmLog()
     rejected: dict[str, int] = {}

@@ -22,13 +22,11 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import jwt
 from aiohttp import WSMsgType, web
 
-if TYPE_CHECKING:
-    from .servers import RealmLog
+from .common import RealmLog, cors_headers, verify
 
 
 def _exp(header: str | None) -> float | None:
@@ -56,8 +54,6 @@ def add_stream_routes(
     log: RealmLog,
     denied: Callable[[web.Request], web.Response | None],
 ) -> None:
-    from .servers import cors_headers, verify
-
     async def open_stream(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", **cors_headers(request)}

@@ -45,8 +45,15 @@ def js_const(path: Path, name: str) -> str:
 def test_shared_constants_agree() -> None:
     """Every value both languages use is defined once per language; this fails when they differ."""
     sw, loader = ROOT / "sw" / "sw.js", ROOT / "web" / "pyauth-web.js"
-    assert float(js_const(sw, "DEFAULT_SKEW_S")) == DEFAULT_SKEW_SECONDS
+    # The worker has no skew default: every message that gives it a token carries the page's.
+    assert "DEFAULT_SKEW" not in sw.read_text()
+    assert "skew: null," in sw.read_text()
     assert int(js_const(sw, "ASK_OTHERS_AFTER_MS")) == protocol.ASK_OTHERS_AFTER_MS
+    assert int(js_const(sw, "ANSWER_BUDGET_MS")) == protocol.ANSWER_BUDGET_MS
+    assert int(js_const(sw, "PENDING_BUDGET_MS")) == protocol.PENDING_BUDGET_MS
+    assert protocol.ANSWER_BUDGET_MS < protocol.PENDING_BUDGET_MS
+    assert int(js_const(sw, "PROTOCOL_VERSION")) == protocol.PROTOCOL_VERSION
+    assert int(js_const(loader, "PROTOCOL_VERSION")) == protocol.PROTOCOL_VERSION
     assert protocol.ASK_OTHERS_AFTER_MS < protocol.ANSWER_BUDGET_MS
     assert js_const(sw, "STATE_CACHE") == f"'{protocol.STATE_CACHE}'"
     assert js_const(loader, "DEFAULT_STORAGE_KEY") == f"'{DEFAULT_STORAGE_KEY}'"
@@ -80,6 +87,7 @@ def test_answer_token_request() -> None:
         "token": token,
         "exp": NOW + 3600,
         "redirect": "follow",
+        "skew": DEFAULT_SKEW_SECONDS,
     }
     miss = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://b.example/"}
     assert answer(store, miss) == {"app": "app"}
