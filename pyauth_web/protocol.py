@@ -28,7 +28,6 @@ first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from .tokens import TokenEntry, TokenStore, normalize_realm
@@ -70,7 +69,8 @@ ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a w
 STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
 MAX_URL_LENGTH = 8192
 
-Message = dict[str, Any]
+Message = dict[str, object]
+"""A message as sent: JSON-like values only (the adapter converts it with ``to_js``)."""
 
 
 def parse_token_request(data: object) -> str | None:

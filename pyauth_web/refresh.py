@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
 
 from .tokens import DEFAULT_SKEW_SECONDS, Clock, InvalidToken, TokenEntry, token_expiry
 
@@ -48,9 +47,9 @@ LOCK_TIMED_OUT = "refresh lock timed out"
 
 Refresher = Callable[[str], Awaitable[str]]
 Sleep = Callable[[float], Awaitable[None]]
-RealmLock = Callable[[str], AbstractAsyncContextManager[Any]]
+RealmLock = Callable[[str], AbstractAsyncContextManager[object]]
 Reread = Callable[[str], Awaitable[str | None]]
-Deadline = Callable[[float], AbstractAsyncContextManager[Any]]
+Deadline = Callable[[float], AbstractAsyncContextManager[object]]
 """``deadline(seconds)``: an async context that raises ``TimeoutError`` when its body runs
 longer (cancelling it); :func:`asyncio.timeout` by default, injectable for tests."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 import js
@@ -132,7 +132,7 @@ class RefreshTokenStorage:
         tokens.remove(realm)
         self.save(tokens)  # unreadable entries go too
 
-    def keep_only(self, realms: set[str]) -> None:
+    def keep_only(self, realms: Container[str]) -> None:
         """Drop the refresh tokens of realms whose session is gone (a logout the host wrote)."""
         tokens = self.load()
         gone = [realm for realm in tokens.realms() if realm not in realms]

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import jwt
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 DEMO_SECRET = "pyauth-web-demo-secret-not-for-production"
 STATIC_DIR = Path(__file__).with_name("static")
@@ -41,6 +42,12 @@ _MIME = {
 
 
 # -- tokens -----------------------------------------------------------------------------------
+class IssuerRequest(TypedDict):
+    path: str
+    realm: str
+    t: float
+
+
 @dataclass
 class Issuer:
     """Mints HS256 JWTs for realms; counts what it was asked."""
@@ -48,10 +55,10 @@ class Issuer:
     secret: str = DEMO_SECRET
     ttl: float = 300.0
     clock: Callable[[], float] = time.time
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[IssuerRequest] = field(default_factory=list)
     script: list[int | str] = field(default_factory=list)
 
-    def refreshes(self, since: float = 0.0) -> list[dict[str, Any]]:
+    def refreshes(self, since: float = 0.0) -> list[IssuerRequest]:
         return [r for r in self.requests if r["path"] == "/refresh" and r["t"] >= since]
 
     def mint(self, realm: str, ttl: float | None = None, sub: str = "demo-user") -> str:
@@ -181,11 +188,25 @@ def host_app(
 
 
 # -- a realm (resource server) origin ---------------------------------------------------------
+class RealmRequest(TypedDict):
+    """One request as the realm server saw it (a WebSocket message: no query, no event id)."""
+
+    method: str
+    path: str
+    query: NotRequired[str]
+    auth: str | None
+    valid: bool
+    reason: str
+    body: str | None
+    t: float
+    last_event_id: NotRequired[str | None]
+
+
 @dataclass
 class RealmLog:
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[RealmRequest] = field(default_factory=list)
 
-    def for_path(self, path: str) -> list[dict[str, Any]]:
+    def for_path(self, path: str) -> list[RealmRequest]:
         return [e for e in self.entries if e["path"] == path]
 
 
@@ -225,7 +246,7 @@ def realm_app(
     rejected: dict[str, int] = {}
 
     @web.middleware
-    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         auth = request.headers.get("Authorization")
         ok, reason = verify(secret, auth, clock())
         if request.method == "OPTIONS":
