@@ -19,15 +19,10 @@ import re
 from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
-from .refresh import RefreshError, http_error, is_retryable_status
+from .refresh import Reason, RefreshError, http_error, is_retryable_status
 from .tokens import InvalidRealm, normalize_realm, normalize_url
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-REFRESH_TOKEN_USED = "refresh_token_used"
-NO_REFRESH_TOKEN = "no refresh token"
-NO_SESSION_REFRESH_TOKEN = "no refresh token for this session"
-TOKEN_ENDPOINT_REDIRECTED = "token endpoint redirected"
-REFRESH_URL_REDIRECTED = "refresh URL redirected"
 _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # whitespace, controls, backslash
 
 
@@ -197,9 +192,9 @@ class RefreshTokenRotation:
         """The token to send now, marked used. Raises a final :class:`RefreshError` if none."""
         token = self._current
         if token is None:
-            raise RefreshError(self.realm, NO_REFRESH_TOKEN, retryable=False)
+            raise RefreshError(self.realm, Reason.NO_REFRESH_TOKEN, retryable=False)
         if token in self._used:
-            raise RefreshError(self.realm, REFRESH_TOKEN_USED, retryable=False)
+            raise RefreshError(self.realm, Reason.REFRESH_TOKEN_USED, retryable=False)
         self._used.add(token)
         return token
 

@@ -27,13 +27,7 @@ from pyodide.ffi import JsException, JsProxy, to_js
 from pyodide.http import pyfetch
 
 from pyauth_web import oauth
-from pyauth_web.refresh import (
-    LOGGED_OUT,
-    REFRESH_TIMED_OUT,
-    RefreshError,
-    http_error,
-    network_error,
-)
+from pyauth_web.refresh import Reason, RefreshError, http_error, network_error
 
 OPAQUE_REDIRECT = "opaqueredirect"  # Response.type of a redirect under redirect: 'manual'
 
@@ -59,7 +53,7 @@ def callback_refresher(fn: JsProxy) -> Any:
                 raise http_error(realm, status, description=str(exc)) from exc
             raise network_error(realm, f"refresh callback failed: {exc}") from exc
         if not isinstance(token, str) or not token:
-            raise RefreshError(realm, "refresh callback returned no token")
+            raise RefreshError(realm, Reason.CALLBACK_RETURNED_NO_TOKEN)
         return token
 
     return refresh
@@ -84,7 +78,7 @@ def url_refresher(url: str) -> Any:
             raise network_error(realm, str(exc)) from exc
         if redirected:
             raise RefreshError(
-                realm, oauth.REFRESH_URL_REDIRECTED, description=f"{url} answered with a redirect"
+                realm, Reason.REFRESH_URL_REDIRECTED, description=f"{url} answered with a redirect"
             )
         if not 200 <= resp.status < 300:
             raise http_error(realm, resp.status, *_oauth_error(body))
@@ -93,7 +87,7 @@ def url_refresher(url: str) -> Any:
         except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
-            raise RefreshError(realm, "refresh URL answered without a token", status=resp.status)
+            raise RefreshError(realm, Reason.REFRESH_URL_RETURNED_NO_TOKEN, status=resp.status)
         return token
 
     return refresh
@@ -165,13 +159,13 @@ class OAuthRefresher:
         self._session_token = session_token
         # Never send a used refresh token twice: each spent one, with the reason to give if
         # it comes up again (its request got no answer: the server may have rotated it).
-        self._spent: dict[str, str] = {}
+        self._spent: dict[str, Reason] = {}
 
     async def __call__(self, realm: str) -> str:
         # The newest refresh token, whichever tab rotated it, if it belongs to this session.
         refresh_token = self.tokens.load().for_session(realm, self._session_token(realm))
         if refresh_token is None:
-            raise RefreshError(realm, oauth.NO_SESSION_REFRESH_TOKEN, retryable=False)
+            raise RefreshError(realm, Reason.NO_REFRESH_TOKEN, retryable=False)
         if refresh_token in self._spent:
             raise RefreshError(
                 realm,
@@ -182,7 +176,7 @@ class OAuthRefresher:
         req = oauth.build_refresh_request(
             self.token_endpoint, self.client_id, refresh_token, self.scope
         )
-        self._spent[refresh_token] = "refresh token already used"
+        self._spent[refresh_token] = Reason.REFRESH_TOKEN_USED
         controller = js.AbortController.new()
         init = {
             "method": "POST",
@@ -197,16 +191,16 @@ class OAuthRefresher:
             redirected = resp.type == OPAQUE_REDIRECT
             body = "" if redirected else await resp.text()
         except JsException as exc:
-            self._spent[refresh_token] = "network error"
+            self._spent[refresh_token] = Reason.NETWORK_ERROR
             raise network_error(realm, str(exc)) from exc
         except asyncio.CancelledError:  # the coordinator's deadline (or a logout: discarded)
-            self._spent[refresh_token] = REFRESH_TIMED_OUT
+            self._spent[refresh_token] = Reason.REFRESH_TIMED_OUT
             controller.abort()
             raise
         if redirected:
             raise RefreshError(
                 realm,
-                oauth.TOKEN_ENDPOINT_REDIRECTED,
+                Reason.TOKEN_ENDPOINT_REDIRECTED,
                 description=f"{req.url} answered with a redirect",
             )
         if resp.status == 429 or resp.status >= 500:
@@ -217,7 +211,7 @@ class OAuthRefresher:
         tokens = self.tokens.load()
         if not tokens.rotate(realm, refresh_token, self._session_token(realm), token):
             raise RefreshError(
-                realm, LOGGED_OUT, description="the session changed during the refresh"
+                realm, Reason.LOGGED_OUT, description="the session changed during the refresh"
             )
         self.tokens.save(tokens)
         if token.refresh_token is None:

@@ -40,8 +40,8 @@ from pyauth_web.refresh import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_REFRESH_JITTER,
     DEFAULT_REFRESH_TIMEOUT,
-    LOGGED_OUT,
     BackoffPolicy,
+    Reason,
     RefreshCoordinator,
     RefreshError,
     check_timeout,
@@ -110,7 +110,7 @@ class BrowserRuntime:
             except ValueError as exc:
                 self._warn(f"ignoring configured realm: {exc}")
         self._post = post_to_worker
-        self.redirects: dict[str, str] = {}  # realm -> 'follow' | 'error' (host overrides)
+        self.redirects: dict[str, protocol.Redirect] = {}  # realm -> mode (host overrides)
         self._raw: str | None = None  # the stored session as last read or written
         self.counters = {
             "token_requests": 0,
@@ -150,7 +150,7 @@ class BrowserRuntime:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> RefreshCoordinator:
         async def no_refresher(realm: str) -> str:
-            raise RefreshError(realm, "no refresher configured")
+            raise RefreshError(realm, Reason.NO_REFRESHER)
 
         return RefreshCoordinator(
             refresher or no_refresher,
@@ -227,7 +227,7 @@ class BrowserRuntime:
             self.store.skew = _number(opts["skew"], self.store.skew)
         if "jitter" in opts:
             self.jitter = _number(opts["jitter"], self.jitter)
-        self.coordinator.cancel_all("reconfigured")
+        self.coordinator.cancel_all(Reason.RECONFIGURED)
         self.coordinator = self._make_coordinator(refresher, backoff, refresh_timeout, lock_timeout)
         self._refresher = refresher
         self.has_refresher = refresher is not None
@@ -294,7 +294,7 @@ class BrowserRuntime:
         # rewrite a pairing.)
         self._refresh_tokens().keep_only(set(after))
         if any(realm not in after for realm in before):  # logout or removal in another tab
-            self.coordinator.cancel_all(LOGGED_OUT)
+            self.coordinator.cancel_all(Reason.LOGGED_OUT)
         for realm, entry in after.items():
             if before.get(realm) != entry:
                 self.coordinator.reset(realm)
@@ -366,7 +366,7 @@ class BrowserRuntime:
         """Store a refreshed token (runs under the cross-tab lock)."""
         self._reload()
         if realm not in self.store.entries():  # logged out in another tab meanwhile
-            raise RefreshError(realm, LOGGED_OUT)
+            raise RefreshError(realm, Reason.LOGGED_OUT)
         entry = self.store.set(realm, token)
         self._persist()
         self.counters["refreshes"] += 1
@@ -405,7 +405,7 @@ class BrowserRuntime:
         status = msg.get("status")
         error = RefreshError(
             realm,
-            str(msg.get("reason") or "refresh failed"),
+            str(msg.get("reason") or Reason.REFRESH_FAILED),
             status=status if isinstance(status, int) else None,
         )
         error.relayed = True  # type: ignore[attr-defined]
@@ -524,7 +524,7 @@ class BrowserRuntime:
     def remove_token(self, realm_url: str) -> None:
         realm = normalize_realm(realm_url)
         self.store.remove(realm)
-        self.coordinator.cancel_all(LOGGED_OUT)
+        self.coordinator.cancel_all(Reason.LOGGED_OUT)
         self.coordinator.reset(realm)
         self._persist()
         self._refresh_tokens().remove(realm)  # every credential of the realm, in any tab
@@ -629,7 +629,7 @@ class BrowserRuntime:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self.coordinator.cancel_all("closed")
+        self.coordinator.cancel_all(Reason.CLOSED)
         remove_event_listener(js.window, "storage", self._on_storage)
         for target, name in WAKE_EVENTS:
             remove_event_listener(getattr(js, target), name, self._on_wake)

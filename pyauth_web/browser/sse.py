@@ -23,15 +23,15 @@ from pyodide.ffi import JsException, to_js
 
 from pyauth_web.browser import urls
 from pyauth_web.browser.states import StateReporter
-from pyauth_web.refresh import RefreshError
+from pyauth_web.refresh import Reason, RefreshError
 from pyauth_web.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
-from pyauth_web.sse_policy import End, Open, Reconnect, RefreshAndReconnect, SSEPolicy
+from pyauth_web.sse_policy import End, Open, Reconnect, RefreshAndReconnect, SSEPolicy, StreamState
 
 if TYPE_CHECKING:
     from pyauth_web.browser.runtime import BrowserRuntime
 
 
-class EventStream(StateReporter):
+class EventStream(StateReporter[StreamState]):
     """An async iterator of :class:`ServerSentEvent`; each connect asks for the current token."""
 
     def __init__(
@@ -71,7 +71,7 @@ class EventStream(StateReporter):
         self.policy.close()
         if self._abort is not None:
             self._abort.abort()
-        self._set_state("closed")
+        self._set_state(StreamState.CLOSED)
 
     async def _token(self) -> str | None:
         try:
@@ -101,12 +101,12 @@ class EventStream(StateReporter):
             if not first and self.resync is not None:
                 await self.resync()  # fetch what was missed before re-subscribing
             first = False
-            self._set_state("connecting")
+            self._set_state(StreamState.CONNECTING)
             token = await self._token()
             status, resp = await self._connect(token)
             action = self.policy.on_connect_result(status)
             if isinstance(action, Open):
-                self._set_state("open")
+                self._set_state(StreamState.OPEN)
                 ended: End | None = None
                 async for event, end in self._read(resp):
                     if end is not None:
@@ -118,13 +118,13 @@ class EventStream(StateReporter):
                 realm = self.rt.store.realm_for(self.url)
                 try:
                     if realm is None or token is None or not self.rt.has_refresher:
-                        raise RefreshError(self.url, "no token to refresh")
+                        raise RefreshError(self.url, Reason.NO_TOKEN_TO_REFRESH)
                     await self.rt.coordinator.refresh(realm, token)
                 except RefreshError:
                     # No fresh token: the same as the server rejecting it a second time.
                     action = self.policy.on_connect_result(401)
             if isinstance(action, Reconnect):
-                self._set_state("reconnecting")
+                self._set_state(StreamState.RECONNECTING)
                 await asyncio.sleep(action.delay_ms / 1000)
             if isinstance(action, End):
                 self._set_state(action.reason)

@@ -11,14 +11,12 @@ import pytest
 
 from pyauth_web.oauth import (
     FORM_CONTENT_TYPE,
-    NO_REFRESH_TOKEN,
-    REFRESH_TOKEN_USED,
     RefreshTokenRotation,
     TokenResponse,
     build_refresh_request,
     parse_token_response,
 )
-from pyauth_web.refresh import INVALID_GRANT, RefreshCoordinator, RefreshError
+from pyauth_web.refresh import INVALID_GRANT, Reason, RefreshCoordinator, RefreshError
 
 ENDPOINT = "https://auth.example/oauth/token"
 REALM = "https://api.example/"
@@ -150,7 +148,7 @@ def test_rotation_hands_each_token_out_once() -> None:
     with pytest.raises(RefreshError) as info:
         holder.take()
     assert (info.value.reason, info.value.retryable, info.value.realm) == (
-        REFRESH_TOKEN_USED,
+        Reason.REFRESH_TOKEN_USED,
         False,
         REALM,
     )
@@ -193,7 +191,7 @@ def test_no_token_and_clear() -> None:
     holder = RefreshTokenRotation()
     with pytest.raises(RefreshError) as info:
         holder.take()
-    assert info.value.reason == NO_REFRESH_TOKEN
+    assert info.value.reason == Reason.NO_REFRESH_TOKEN
     holder.set("rt-1")
     holder.clear()
     assert not holder.available
