@@ -150,6 +150,7 @@ class RefreshError(Exception):
         self.status = status
         self.retryable = retryable
         self.description = description
+        self.relayed = False  # another tab's failure, received over its channel: not relayed on
         super().__init__(realm, reason, status, retryable)
 
     @property

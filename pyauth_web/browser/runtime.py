@@ -408,7 +408,7 @@ class BrowserRuntime:
             str(msg.get("reason") or Reason.REFRESH_FAILED),
             status=status if isinstance(status, int) else None,
         )
-        error.relayed = True  # type: ignore[attr-defined]
+        error.relayed = True
         self.coordinator.fail(error)
 
     def _plan(self, entry: TokenEntry) -> None:
