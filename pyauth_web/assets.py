@@ -16,7 +16,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 PYODIDE_VERSION = "314.0.7"
 PYODIDE_PYTHON = "3.14"
@@ -132,10 +132,24 @@ def static_file(name: str) -> Path:
     raise AssetError(f"missing {name}: neither pyauth_web/_static/ nor the source tree has it")
 
 
+class WheelEntry(TypedDict):
+    name: str
+    file: str
+
+
+class Manifest(TypedDict):
+    """``manifest.json`` of a bundle (read by the loader)."""
+
+    pyodide: str
+    snapshotKey: str
+    wheels: list[WheelEntry]
+    install: list[str]
+
+
 @dataclass
 class Bundle:
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 def bundle(out: Path, cache: Path, own_wheel: Path | None = None) -> Bundle:
@@ -171,7 +185,7 @@ def bundle(out: Path, cache: Path, own_wheel: Path | None = None) -> Bundle:
     digest = hashlib.sha256(PYODIDE_VERSION.encode())
     for path in sorted(wheel_files.values()):
         digest.update(path.name.encode() + path.read_bytes())
-    manifest = {
+    manifest: Manifest = {
         "pyodide": PYODIDE_VERSION,
         # Names the memory snapshot the loader caches: a new bundle never uses an old one.
         "snapshotKey": digest.hexdigest()[:16],

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class HasStatus(Protocol):
@@ -52,19 +52,33 @@ class ForceRefresh:
 
 
 Command = GetToken | Send | ForceRefresh
+Answer = str | HasStatus | None
+"""What the driver sends back: the token (or ``None``) for :class:`GetToken` and
+:class:`ForceRefresh`, the response for :class:`Send`."""
+AuthFlow = Generator[Command, Answer, HasStatus]
 
 
-def auth_flow(
-    *, replayable: bool, current_token: Callable[[], str | None]
-) -> Generator[Command, Any, Any]:
-    token = yield GetToken()
-    response = yield Send(token)
+def auth_flow(*, replayable: bool, current_token: Callable[[], str | None]) -> AuthFlow:
+    token = _token((yield GetToken()))
+    response = _response((yield Send(token)))
     if response.status != 401 or token is None or not replayable:
         return response
     now = current_token()
     if now is not None and now != token:  # stale 401: someone refreshed since we sent
-        return (yield Send(now))
-    fresh = yield ForceRefresh(token)
+        return _response((yield Send(now)))
+    fresh = _token((yield ForceRefresh(token)))
     if fresh is None:
         return response
-    return (yield Send(fresh))
+    return _response((yield Send(fresh)))
+
+
+def _token(answer: Answer) -> str | None:
+    if answer is None or isinstance(answer, str):
+        return answer
+    raise TypeError(f"auth_flow: expected a token (str or None), got {type(answer).__name__}")
+
+
+def _response(answer: Answer) -> HasStatus:
+    if answer is None or isinstance(answer, str):
+        raise TypeError(f"auth_flow: expected a response, got {type(answer).__name__}")
+    return answer

@@ -25,7 +25,8 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+    from .demo.common import RealmLog
+    from .demo.servers import Issuer, ServerThread, host_app, realm_app
 
     assets.vendor(args.cache)
     out = args.cache / "demo-bundle"

@@ -7,6 +7,10 @@
 
 A public client has no secret: it identifies itself with ``client_id`` in the body and sends
 no ``Authorization`` header (RFC 6749 sections 2.3.1, 3.2.1).
+
+:class:`RefreshTokenGrant` is the whole rule the browser runs: which refresh token to send
+(:class:`RefreshTokenMap`: the one paired with the session), never one twice
+(:class:`RefreshTokenRotation`), and what the reply means.
 """
 
 from __future__ import annotations
@@ -16,18 +20,14 @@ import ipaddress
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
-from .refresh import RefreshError, http_error, is_retryable_status
+from .refresh import Reason, RefreshError, http_error, is_retryable_status
 from .tokens import InvalidRealm, normalize_realm, normalize_url
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-REFRESH_TOKEN_USED = "refresh_token_used"
-NO_REFRESH_TOKEN = "no refresh token"
-NO_SESSION_REFRESH_TOKEN = "no refresh token for this session"
-TOKEN_ENDPOINT_REDIRECTED = "token endpoint redirected"
-REFRESH_URL_REDIRECTED = "refresh URL redirected"
 _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # whitespace, controls, backslash
 
 
@@ -165,21 +165,29 @@ def _malformed(realm: str, status: int, what: str) -> RefreshError:
 
 
 class RefreshTokenRotation:
-    """The current refresh token, handed out at most once: never send a used one twice.
+    """A realm's current refresh token, handed out at most once: never send a used one twice.
 
     With rotation (RFC 9700 section 4.14) a refresh token is single-use, and an
     authorization server that sees one come back may revoke the whole grant. So
     :meth:`take` marks the token used; a second :meth:`take` raises until :meth:`accept`
     stores the reply's new token. If the reply carried none, the server does not rotate and
     the old token is handed out again. After a failure, :meth:`release` makes the token
-    available again; call it only when the server cannot have used it (e.g. a 429 reply),
-    not after a network error, when the reply (and maybe a rotation) was lost.
+    available again; call it only when the server cannot have used it (a 429 or 5xx reply),
+    not after a network error or a deadline (:meth:`lost`), when the reply (and maybe a
+    rotation) was lost.
+
+    The browser's OAuth refresher keeps one per realm and calls :meth:`set` before each
+    refresh with the token shared storage holds for the session (whichever tab rotated it
+    last), or :meth:`clear` when there is none.
     """
+
+    NOT_RESENT = "not resending a refresh token that may have been rotated"
 
     def __init__(self, refresh_token: str | None = None, *, realm: str = "") -> None:
         self.realm = realm
         self._current: str | None = None
-        self._used: set[str] = set()
+        # Each used token, with the reason to give if it comes up again.
+        self._used: dict[str, Reason] = {}
         if refresh_token is not None:
             self.set(refresh_token)
 
@@ -188,36 +196,47 @@ class RefreshTokenRotation:
         return self._current is not None and self._current not in self._used
 
     def set(self, refresh_token: str) -> None:
-        """A refresh token from the host (a new login). A previously used one stays refused."""
+        """The current refresh token (a new login, or what shared storage holds now). A
+        previously used one stays refused."""
         if not refresh_token:
             raise ValueError("refresh_token must be non-empty")
         self._current = refresh_token
 
     def take(self) -> str:
-        """The token to send now, marked used. Raises a final :class:`RefreshError` if none."""
+        """The token to send now, marked used. Raises a final :class:`RefreshError` when there
+        is none (``"no refresh token for this session"``) or it was used already (the reason
+        it is spent: ``"refresh token already used"``, or what became of its request)."""
         token = self._current
         if token is None:
-            raise RefreshError(self.realm, NO_REFRESH_TOKEN, retryable=False)
-        if token in self._used:
-            raise RefreshError(self.realm, REFRESH_TOKEN_USED, retryable=False)
-        self._used.add(token)
+            raise RefreshError(self.realm, Reason.NO_REFRESH_TOKEN, retryable=False)
+        spent = self._used.get(token)
+        if spent is not None:
+            raise RefreshError(self.realm, spent, retryable=False, description=self.NOT_RESENT)
+        self._used[token] = Reason.REFRESH_TOKEN_USED
         return token
 
     def accept(self, response: TokenResponse) -> None:
         """Record a successful reply: its rotated token, or re-arm the old one if none."""
         if response.refresh_token is None:
             if self._current is not None:
-                self._used.discard(self._current)
+                self._used.pop(self._current, None)
         else:
             self.set(response.refresh_token)
 
     def release(self, token: str) -> None:
         """``token`` was provably not consumed: it may be sent again (if still current)."""
         if token == self._current:
-            self._used.discard(token)
+            self._used.pop(token, None)
+
+    def lost(self, token: str, reason: Reason) -> None:
+        """``token``'s request got no answer (``reason``: a network error, the deadline): the
+        server may have rotated it, so it stays used, and refusing it later names ``reason``."""
+        if token in self._used:
+            self._used[token] = reason
 
     def clear(self) -> None:
-        """Logout: forget the current token (used ones stay refused)."""
+        """No current token (logout, or no refresh token for this session); used ones stay
+        refused."""
         self._current = None
 
 
@@ -334,3 +353,82 @@ class RefreshTokenMap:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+# -- the grant, with rotation, against shared storage --------------------------------------------
+@dataclass(frozen=True)
+class Exchange:
+    """One refresh under way: the refresh token it spends and the request to send."""
+
+    realm: str
+    refresh_token: str
+    request: RefreshRequest
+
+
+class RefreshTokenGrant:
+    """The ``refresh_token`` grant of a public client with rotation, sans-I/O: the rule the
+    browser's OAuth refresher runs (it only reads and writes storage and sends the request).
+
+    Per refresh, under the cross-tab lock::
+
+        exchange = grant.start(realm, tokens, session_token)   # raises RefreshError
+        # send exchange.request; no answer: grant.lost(exchange, reason), then fail
+        access_token = grant.finish(exchange, status, body, tokens, session_token)
+
+    :meth:`start` takes the realm's refresh token from the shared map only for the session it
+    belongs to (``session_token``: the realm's access token in shared storage now) and spends
+    it through the realm's :class:`RefreshTokenRotation`, so this tab never sends one twice.
+    :meth:`finish` releases it after a 429 or 5xx (the server did not use it), classifies the
+    reply (:func:`parse_token_response`), stores the rotated token paired with the new access
+    token in ``tokens`` (the caller saves it), or raises ``"logged out"`` when the session
+    changed meanwhile (the reply is discarded).
+    """
+
+    def __init__(self, token_endpoint: str, client_id: str, scope: str | None = None) -> None:
+        self.token_endpoint = check_endpoint(token_endpoint, "oauth.tokenEndpoint")
+        self.client_id = check_client_id(client_id)
+        self.scope = scope
+        self._rotations: dict[str, RefreshTokenRotation] = {}
+
+    def rotation(self, realm: str) -> RefreshTokenRotation:
+        rotation = self._rotations.get(realm)
+        if rotation is None:
+            rotation = self._rotations[realm] = RefreshTokenRotation(realm=realm)
+        return rotation
+
+    def start(self, realm: str, tokens: RefreshTokenMap, session_token: str | None) -> Exchange:
+        rotation = self.rotation(realm)
+        current = tokens.for_session(realm, session_token)
+        if current is None:
+            rotation.clear()
+        else:
+            rotation.set(current)
+        spent = rotation.take()
+        request = build_refresh_request(self.token_endpoint, self.client_id, spent, self.scope)
+        return Exchange(realm, spent, request)
+
+    def lost(self, exchange: Exchange, reason: Reason) -> None:
+        """The request got no answer (``reason``): its refresh token is never sent again."""
+        self.rotation(exchange.realm).lost(exchange.refresh_token, reason)
+
+    def finish(
+        self,
+        exchange: Exchange,
+        status: int,
+        body: str,
+        tokens: RefreshTokenMap,
+        session_token: str | None,
+    ) -> str:
+        """The reply arrived: the new access token, ``tokens`` updated; raises
+        :class:`RefreshError`."""
+        realm, spent = exchange.realm, exchange.refresh_token
+        rotation = self.rotation(realm)
+        if is_retryable_status(status):  # 429, 5xx: not consumed, may be retried
+            rotation.release(spent)
+        response = parse_token_response(status, body, realm=realm)
+        if not tokens.rotate(realm, spent, session_token, response):
+            raise RefreshError(
+                realm, Reason.LOGGED_OUT, description="the session changed during the refresh"
+            )
+        rotation.accept(response)
+        return response.access_token

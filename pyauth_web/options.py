@@ -53,7 +53,7 @@ class Options:
     backoff: BackoffPolicy | None = None
     refresh_timeout: float | None = None
     lock_timeout: float | None = None
-    redirects: dict[str, str] | None = field(default=None)
+    redirects: dict[str, protocol.Redirect] | None = field(default=None)
 
 
 def _check_keys(value: Mapping[str, object], known: tuple[str, ...], name: str) -> None:
@@ -132,7 +132,7 @@ def parse_options(
             f"({refresh_timeout:g} s): a tab waiting for the lock must outlast one attempt"
         )
     return Options(
-        refresh=refresh,  # type: ignore[arg-type]  # checked callable above
+        refresh=refresh if callable(refresh) else None,
         refresh_url=refresh_url,
         oauth=_oauth(given["oauth"]) if "oauth" in given else None,
         skew=seconds(given["skew"], "skew") if "skew" in given else None,

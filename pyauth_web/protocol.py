@@ -31,7 +31,7 @@ first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 from .tokens import DEFAULT_SKEW_SECONDS, TokenEntry, TokenStore, normalize_realm
@@ -59,12 +59,19 @@ MESSAGE_NAMES = {
     "ACK": ACK,
 }
 
-# Redirects of a request that carries a realm's token. Chromium keeps ``Authorization`` on a
-# same-origin redirect (a cross-origin one drops it), so for a realm narrower than its origin a
-# redirect could take the token to a sibling path: such realms fail on a redirect by default.
-REDIRECT_FOLLOW = "follow"
-REDIRECT_ERROR = "error"
-REDIRECT_MODES = (REDIRECT_FOLLOW, REDIRECT_ERROR)
+
+
+class Redirect(StrEnum):
+    """What a request carrying a realm's token does on a redirect: ``fetch``'s ``redirect``
+    option, sent as is to the worker (the ``redirect`` field; ``sw/sw.js`` has the same values).
+
+    Chromium keeps ``Authorization`` on a same-origin redirect (a cross-origin one drops it),
+    so for a realm narrower than its origin a redirect could take the token to a sibling path:
+    such realms fail on a redirect by default."""
+
+    FOLLOW = "follow"
+    ERROR = "error"
+
 
 PROTOCOL_VERSION = 2  # the worker sends it in every ack; the loader warns once on a mismatch
 ANSWER_BUDGET_MS = 200
@@ -73,6 +80,7 @@ ASK_OTHERS_AFTER_MS = 100  # below ANSWER_BUDGET_MS: other windows get a chance 
 ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a worker's ack
 STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
 MAX_URL_LENGTH = 8192
+
 
 
 def channel_name(app: str) -> str:
@@ -84,7 +92,9 @@ def lock_name(app: str, realm: str) -> str:
     """The Web Lock a tab holds while it refreshes ``realm`` (one per app and realm)."""
     return f"pyauth-web:{app}:{realm}"
 
-Message = dict[str, Any]
+
+Message = dict[str, object]
+"""A message as sent: JSON-like values only (the adapter converts it with ``to_js``)."""
 
 
 def parse_token_request(data: object) -> str | None:
@@ -97,27 +107,31 @@ def parse_token_request(data: object) -> str | None:
     return url
 
 
-def redirect_mode(realm: str, overrides: Mapping[str, str] | None = None) -> str:
+def redirect_mode(realm: str, overrides: Mapping[str, Redirect] | None = None) -> Redirect:
     """How requests carrying ``realm``'s token treat redirects: the host's choice for that realm,
     else ``'follow'`` for a realm that is a whole origin (a same-origin redirect stays inside it;
     the browser drops the header on a cross-origin one) and ``'error'`` for a path-scoped realm."""
     chosen = (overrides or {}).get(realm)
     if chosen is not None:
-        return chosen
-    return REDIRECT_FOLLOW if urlsplit(realm).path == "/" else REDIRECT_ERROR
+        return Redirect(chosen)
+    return Redirect.FOLLOW if urlsplit(realm).path == "/" else Redirect.ERROR
 
 
-def check_redirects(value: object) -> dict[str, str]:
+def check_redirects(value: object) -> dict[str, Redirect]:
     """``configure({redirects: {realmURL: 'follow'|'error'}})``, canonical realms; raises
     ``ValueError`` naming the bad entry."""
     if not isinstance(value, Mapping):
         raise ValueError(f"redirects must map realmURL -> 'follow'|'error', got {value!r}")
     out = {}
     for realm, mode in value.items():
-        if mode not in REDIRECT_MODES:
-            raise ValueError(f"redirects[{realm!r}] must be 'follow' or 'error', got {mode!r}")
         try:
-            out[normalize_realm(str(realm))] = str(mode)
+            chosen = Redirect(mode)
+        except ValueError:
+            raise ValueError(
+                f"redirects[{realm!r}] must be 'follow' or 'error', got {mode!r}"
+            ) from None
+        try:
+            out[normalize_realm(str(realm))] = chosen
         except ValueError as exc:
             raise ValueError(f"redirects: {exc}") from None
     return out
@@ -130,7 +144,7 @@ def pending(app: str) -> Message:
 def token_reply(
     entry: TokenEntry | None,
     app: str,
-    redirects: Mapping[str, str] | None = None,
+    redirects: Mapping[str, Redirect] | None = None,
     skew: float = DEFAULT_SKEW_SECONDS,
 ) -> Message:
     """The answer to ``request-realm-token``. Like every message that gives the worker a token,
@@ -150,7 +164,7 @@ def token_reply(
 def sync_tokens(
     store: TokenStore,
     realms: list[str] | tuple[str, ...] = (),
-    redirects: Mapping[str, str] | None = None,
+    redirects: Mapping[str, Redirect] | None = None,
 ) -> Message:
     """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for."""
     entries = store.entries()
@@ -165,7 +179,7 @@ def sync_tokens(
 
 
 def set_realm_token(
-    entry: TokenEntry, skew: float, redirects: Mapping[str, str] | None = None
+    entry: TokenEntry, skew: float, redirects: Mapping[str, Redirect] | None = None
 ) -> Message:
     return {
         "type": SET_REALM_TOKEN,

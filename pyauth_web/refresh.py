@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
 
 from .tokens import DEFAULT_SKEW_SECONDS, Clock, InvalidToken, TokenEntry, token_expiry
 
@@ -42,15 +42,38 @@ DEFAULT_LOCK_TIMEOUT = 15.0
 outlasts a holder whose attempt runs to its deadline."""
 
 INVALID_GRANT = "invalid_grant"
-LOGGED_OUT = "logged out"
-REFRESH_TIMED_OUT = "refresh timed out"
-LOCK_TIMED_OUT = "refresh lock timed out"
+"""The OAuth ``error`` code of a refresh token the server no longer accepts (RFC 6749 5.2)."""
+
+
+class Reason(StrEnum):
+    """The ``reason`` of a :class:`RefreshError` that pyauth-web decides itself. Hosts see the
+    values (``console:auth-error``'s ``reason``, error messages): they do not change. Other
+    reasons come from the server: its OAuth ``error`` code, else ``"http <status>"``."""
+
+    NETWORK_ERROR = "network error"  # no response arrived (retryable)
+    REFRESH_TIMED_OUT = "refresh timed out"  # no answer within refresh_timeout (retryable)
+    LOCK_TIMED_OUT = "refresh lock timed out"  # the cross-tab lock stayed taken (retryable)
+    LOGGED_OUT = "logged out"  # the session went away during the refresh: discarded
+    CANCELLED = "cancelled"
+    RECONFIGURED = "reconfigured"  # configure() replaced the refresher
+    CLOSED = "closed"  # the runtime was closed
+    REJECTED_BY_ON_SUCCESS = "token rejected by on_success"
+    REFRESH_FAILED = "refresh failed"  # another tab's failure, relayed without a reason
+    NO_REFRESHER = "no refresher configured"
+    NO_TOKEN_TO_REFRESH = "no token to refresh"  # a stream's URL holds no token (any more)
+    CALLBACK_RETURNED_NO_TOKEN = "refresh callback returned no token"
+    REFRESH_URL_RETURNED_NO_TOKEN = "refresh URL answered without a token"
+    REFRESH_URL_REDIRECTED = "refresh URL redirected"
+    TOKEN_ENDPOINT_REDIRECTED = "token endpoint redirected"
+    NO_REFRESH_TOKEN = "no refresh token for this session"
+    REFRESH_TOKEN_USED = "refresh token already used"  # never sent twice (rotation)
+
 
 Refresher = Callable[[str], Awaitable[str]]
 Sleep = Callable[[float], Awaitable[None]]
-RealmLock = Callable[[str], AbstractAsyncContextManager[Any]]
+RealmLock = Callable[[str], AbstractAsyncContextManager[object]]
 Reread = Callable[[str], Awaitable[str | None]]
-Deadline = Callable[[float], AbstractAsyncContextManager[Any]]
+Deadline = Callable[[float], AbstractAsyncContextManager[object]]
 """``deadline(seconds)``: an async context that raises ``TimeoutError`` when its body runs
 longer (cancelling it); :func:`asyncio.timeout` by default, injectable for tests."""
 
@@ -109,7 +132,7 @@ class RefreshError(Exception):
     """A refresh that did not produce a token.
 
     ``reason`` is the OAuth ``error`` code when the server sent one (``"invalid_grant"``),
-    else a short description (``"http 503"``, ``"network error"``, ``"logged out"``).
+    else ``"http <status>"`` or one of :class:`Reason` (``"network error"``, ``"logged out"``).
     ``status`` is the HTTP status, ``None`` when no response arrived.
     """
 
@@ -127,6 +150,7 @@ class RefreshError(Exception):
         self.status = status
         self.retryable = retryable
         self.description = description
+        self.relayed = False  # another tab's failure, received over its channel: not relayed on
         super().__init__(realm, reason, status, retryable)
 
     @property
@@ -148,7 +172,9 @@ def is_retryable_status(status: int | None) -> bool:
 
 def network_error(realm: str, detail: str | None = None) -> RefreshError:
     """No response arrived (fetch rejected, offline, CORS, timeout): retryable."""
-    return RefreshError(realm, "network error", status=None, retryable=True, description=detail)
+    return RefreshError(
+        realm, Reason.NETWORK_ERROR, status=None, retryable=True, description=detail
+    )
 
 
 def http_error(
@@ -324,7 +350,7 @@ class RefreshCoordinator:
         self._failed.pop(realm, None)
         self._epochs[realm] = self._epochs.get(realm, 0) + 1
 
-    def cancel_all(self, reason: str = "cancelled") -> int:
+    def cancel_all(self, reason: Reason = Reason.CANCELLED) -> int:
         """Fail every in-flight refresh with ``RefreshError(reason=reason)`` and stop it.
 
         Bumps :attr:`generation`, so results arriving later are discarded. Returns how many
@@ -340,7 +366,7 @@ class RefreshCoordinator:
 
     def clear(self) -> None:
         """Logout: cancel in-flight refreshes ("logged out") and forget failure episodes."""
-        self.cancel_all(LOGGED_OUT)
+        self.cancel_all(Reason.LOGGED_OUT)
         self._failed.clear()
 
     # -- internals ------------------------------------------------------------------------
@@ -361,7 +387,7 @@ class RefreshCoordinator:
             err.realm = err.realm or realm
             outcome = err
         except asyncio.CancelledError:
-            self._settle(flight, RefreshError(realm, "cancelled", retryable=False))
+            self._settle(flight, RefreshError(realm, Reason.CANCELLED, retryable=False))
             self._forget(realm, flight)
             raise
         except Exception as exc:  # a refresher bug or an unmapped error: fail, never hang
@@ -371,9 +397,9 @@ class RefreshCoordinator:
             outcome.__cause__ = exc
         self._forget(realm, flight)
 
-        logged_out = isinstance(outcome, RefreshError) and outcome.reason == LOGGED_OUT
+        logged_out = isinstance(outcome, RefreshError) and outcome.reason == Reason.LOGGED_OUT
         if flight.generation != self._generation or logged_out:  # logged out meanwhile: discard
-            self._settle(flight, RefreshError(realm, LOGGED_OUT, retryable=False))
+            self._settle(flight, RefreshError(realm, Reason.LOGGED_OUT, retryable=False))
             return
         self._settle(flight, outcome)
         if isinstance(outcome, RefreshError) and self._current(realm, flight):
@@ -413,7 +439,7 @@ class RefreshCoordinator:
             except TimeoutError:
                 raise RefreshError(
                     realm,
-                    LOCK_TIMED_OUT,
+                    Reason.LOCK_TIMED_OUT,
                     retryable=True,
                     description=f"the refresh lock stayed taken for {self.lock_timeout:g} s",
                 ) from None
@@ -426,7 +452,7 @@ class RefreshCoordinator:
                 except Exception as exc:
                     raise RefreshError(
                         realm,
-                        "token rejected by on_success",
+                        Reason.REJECTED_BY_ON_SUCCESS,
                         description=f"{type(exc).__name__}: {exc}",
                     ) from exc
             return token
@@ -444,7 +470,7 @@ class RefreshCoordinator:
         except TimeoutError:
             raise RefreshError(
                 realm,
-                REFRESH_TIMED_OUT,
+                Reason.REFRESH_TIMED_OUT,
                 retryable=True,
                 description=f"no answer within {self.refresh_timeout:g} s",
             ) from None

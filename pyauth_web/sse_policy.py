@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from .sse import ServerSentEvent
@@ -53,8 +54,21 @@ DEFAULT_CAP_MS = 15000
 MIN_RETRY_MS = 100
 """Floor for a server-sent ``retry:`` used as the backoff base."""
 
-State = Literal["connecting", "open", "reconnecting", "expired", "fatal", "closed"]
-EndReason = Literal["expired", "fatal", "closed"]
+
+
+class StreamState(StrEnum):
+    """The state of an SSE subscription. The values are what hosts see (``onStateChange``)."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    EXPIRED = "expired"  # the server rejected a fresh token too, or said 410 Gone: log in again
+    FATAL = "fatal"  # the server sent an event of type ``error``
+    CLOSED = "closed"  # the application unsubscribed
+
+
+EndReason = Literal[StreamState.EXPIRED, StreamState.FATAL, StreamState.CLOSED]
+"""The final states."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +92,7 @@ class RefreshAndReconnect:
 
 @dataclass(frozen=True)
 class End:
-    """Stop for good: ``"expired"`` (log in again), ``"fatal"`` or ``"closed"``."""
+    """Stop for good: :attr:`StreamState.EXPIRED` (log in again), ``FATAL`` or ``CLOSED``."""
 
     reason: EndReason
 
@@ -102,7 +116,7 @@ class SSEPolicy:
         self.base_ms = base_ms
         self.cap_ms = cap_ms
         self._rng = rng or random.Random()
-        self.state: State = "connecting"
+        self.state: StreamState = StreamState.CONNECTING
         self.last_event_id = ""
         self.attempt = 0  # failed connects since the last real event
         self.server_retry_ms: int | None = None
@@ -132,18 +146,18 @@ class SSEPolicy:
         if self._ended is not None:
             return End(self._ended)
         if status == 200:
-            self.state = "open"
+            self.state = StreamState.OPEN
             self._unauthorized = 0
             return Open()
         if status == 401:
             self._unauthorized += 1
             if self._unauthorized > 1:
-                return self._end("expired")
+                return self._end(StreamState.EXPIRED)
             self.attempt += 1
-            self.state = "reconnecting"
+            self.state = StreamState.RECONNECTING
             return RefreshAndReconnect(delay_ms=0)
         if status == 410:
-            return self._end("expired")
+            return self._end(StreamState.EXPIRED)
         return self._reconnect()
 
     def on_event(self, event: ServerSentEvent) -> Action | None:
@@ -156,7 +170,7 @@ class SSEPolicy:
         if event.retry is not None:
             self.server_retry_ms = event.retry
         if event.event == "error":
-            return self._end("fatal")
+            return self._end(StreamState.FATAL)
         return None
 
     def on_retry(self, retry_ms: int) -> None:
@@ -178,8 +192,8 @@ class SSEPolicy:
 
     def close(self) -> None:
         """The application unsubscribed: nothing reconnects any more."""
-        self._ended = "closed"
-        self.state = "closed"
+        self._ended = StreamState.CLOSED
+        self.state = StreamState.CLOSED
 
     # -- request ------------------------------------------------------------------------------
     def headers(self, token: str | None) -> dict[str, str]:
@@ -200,7 +214,7 @@ class SSEPolicy:
     def _reconnect(self) -> Reconnect:
         delay = self.delay(self.attempt)
         self.attempt += 1
-        self.state = "reconnecting"
+        self.state = StreamState.RECONNECTING
         return Reconnect(delay)
 
     def _end(self, reason: EndReason) -> End:

@@ -91,11 +91,6 @@ def is_resolved(url: str) -> bool:
     return not any(_DOT_SEGMENT.fullmatch(seg) for seg in urlsplit(head).path.split("/"))
 
 
-def origin_of(url: str) -> str:
-    parts = urlsplit(normalize_url(url))
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def token_expiry(token: str) -> float | None:
     """The token's ``exp`` (seconds since the epoch), or ``None`` when it has none.
 

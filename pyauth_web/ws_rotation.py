@@ -31,13 +31,32 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
 
 from .tokens import DEFAULT_SKEW_SECONDS
 
 TOKEN_EXPIRED = "tokenExpired"
 
-State = Literal["connecting", "open", "rotating", "closed"]
+
+
+class SocketState(StrEnum):
+    """The state of a rotating WebSocket. The values are what hosts see (``onStateChange``)."""
+
+    CONNECTING = "connecting"  # the first socket is not open yet
+    OPEN = "open"
+    ROTATING = "rotating"  # a refresh and reconnect is under way
+    CLOSED = "closed"  # final; :attr:`RotationTracker.closed_reason` says why
+
+
+class CloseReason(StrEnum):
+    """Why a rotating WebSocket closed for good (``rotation limit`` reaches hosts as the
+    ``reason`` of ``console:auth-error``)."""
+
+    CLOSED = "closed"  # the application closed it
+    ROTATION_LIMIT = "rotation limit"  # more than ``max_rotations`` within ``window_s``
+    REFRESH_FAILED = "refresh failed"  # a rotation's refresh or reconnect failed
+    SERVER_CLOSED = "server closed"  # the server closed the open socket
+    CONNECT_FAILED = "connect failed"  # the first socket never opened
 
 
 def default_is_expiry(message: str) -> bool:
@@ -78,8 +97,8 @@ class RotationPolicy:
 class RotationTracker:
     """Rotation state of one logical WebSocket connection.
 
-    States: ``"connecting"`` (first socket not open yet), ``"open"``, ``"rotating"`` (a
-    refresh and reconnect is under way), ``"closed"`` (``closed_reason`` says why; final).
+    States: see :class:`SocketState`; ``closed_reason`` (a :class:`CloseReason`) says why it
+    closed.
     """
 
     def __init__(
@@ -89,8 +108,8 @@ class RotationTracker:
     ) -> None:
         self.policy = policy or RotationPolicy()
         self.clock = clock
-        self.state: State = "connecting"
-        self.closed_reason: str | None = None
+        self.state: SocketState = SocketState.CONNECTING
+        self.closed_reason: CloseReason | None = None
         self.dropped = 0
         self.warnings: list[str] = []
         self._rotations: deque[float] = deque()  # start times within the window, oldest first
@@ -110,7 +129,7 @@ class RotationTracker:
         False while a rotation is already under way or after close, so a second expiry
         message from the old socket does not start (and spend) another rotation.
         """
-        if self.state in ("rotating", "closed"):
+        if self.state in (SocketState.ROTATING, SocketState.CLOSED):
             return False
         if message is not None and self.policy.is_expiry(message):
             return True
@@ -123,29 +142,29 @@ class RotationTracker:
         ``> now - window_s``): the connection is closed with reason ``"rotation limit"``.
         False, too, when already closed. Raises ``RuntimeError`` during a rotation.
         """
-        if self.state == "closed":
+        if self.state == SocketState.CLOSED:
             return False
-        if self.state == "rotating":
+        if self.state == SocketState.ROTATING:
             raise RuntimeError("a rotation is already in progress")
         now = self.clock()
         horizon = now - self.policy.window_s
         while self._rotations and self._rotations[0] <= horizon:
             self._rotations.popleft()
         if len(self._rotations) >= self.policy.max_rotations:
-            self.close("rotation limit")
+            self.close(CloseReason.ROTATION_LIMIT)
             return False
         self._rotations.append(now)
-        self.state = "rotating"
+        self.state = SocketState.ROTATING
         return True
 
     def end_rotation(self, ok: bool) -> list[str]:
         """The rotation finished. ``ok``: the new socket is open; returns the buffered
         messages to send on it now (as :meth:`opened`). Not ``ok`` (the refresh or the
         reconnect failed): closed with reason ``"refresh failed"``; returns ``[]``."""
-        if self.state == "closed":
+        if self.state == SocketState.CLOSED:
             return []
         if not ok:
-            self.close("refresh failed")
+            self.close(CloseReason.REFRESH_FAILED)
             return []
         return self.opened()
 
@@ -154,17 +173,17 @@ class RotationTracker:
         """A socket is open: state ``"open"``; returns the buffered messages to send now.
 
         After close it stays closed and returns ``[]`` (the driver closes that socket)."""
-        if self.state == "closed":
+        if self.state == SocketState.CLOSED:
             return []
-        self.state = "open"
+        self.state = SocketState.OPEN
         return self.flush()
 
-    def close(self, reason: str = "closed") -> None:
+    def close(self, reason: CloseReason = CloseReason.CLOSED) -> None:
         """Close for good (the first reason is kept); buffered messages are discarded, with a
         warning."""
-        if self.state == "closed":
+        if self.state == SocketState.CLOSED:
             return
-        self.state = "closed"
+        self.state = SocketState.CLOSED
         self.closed_reason = reason
         if self._queue:
             self.warnings.append(f"{len(self._queue)} unsent message(s) discarded ({reason})")
@@ -179,9 +198,9 @@ class RotationTracker:
         queue is full the oldest message is dropped (``dropped`` counts them; one warning per
         overflow, until the next flush). Closed: ``RuntimeError("socket closed")``.
         """
-        if self.state == "closed":
+        if self.state == SocketState.CLOSED:
             raise RuntimeError("socket closed")
-        if self.state == "open":
+        if self.state == SocketState.OPEN:
             out = self.flush()
             out.append(message)
             return out

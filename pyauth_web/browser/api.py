@@ -20,6 +20,7 @@ from pyauth_web.browser.sse import StreamHandle, start_stream
 from pyauth_web.browser.worker import TokenAnswers
 from pyauth_web.browser.ws import RotatingSocket
 from pyauth_web.options import parse_options
+from pyauth_web.protocol import Redirect
 
 
 def py(value: Any) -> Any:
@@ -97,7 +98,7 @@ class PyAuthWeb:
         does not parse, or is not http(s)/ws(s), has no token."""
         return await self.session.get_token(url)
 
-    def redirect_for(self, url: str | None) -> str:
+    def redirect_for(self, url: str | None) -> Redirect:
         """``fetch``'s ``redirect`` option for a request carrying the token for ``url``: the
         realm's redirect mode ('error' keeps a redirect from taking the token to a sibling path
         of the origin; see :func:`pyauth_web.protocol.redirect_mode`)."""

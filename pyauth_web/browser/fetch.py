@@ -18,6 +18,7 @@ from pyodide.http import FetchResponse, pyfetch
 from pyauth_web.authflow import ForceRefresh, GetToken, Send, auth_flow
 from pyauth_web.browser import source, urls
 from pyauth_web.browser.source import TokenSource
+from pyauth_web.protocol import Redirect
 from pyauth_web.refresh import RefreshError
 
 
@@ -72,7 +73,7 @@ async def js_fetch(rt: TokenSource, input: Any, init: Any = None, transport: Any
         options: dict[str, Any] = {"headers": headers}
         if token is not None:
             headers.set("Authorization", f"Bearer {token}")
-            if rt.redirect_for(urls.for_matching(str(request.url))) == "error":
+            if rt.redirect_for(urls.for_matching(str(request.url))) is Redirect.ERROR:
                 options["redirect"] = "error"
         options = to_js(options, dict_converter=js.Object.fromEntries)
         return await transport(js.Request.new(base, options))
@@ -95,7 +96,7 @@ async def fetch(url: str, **init: Any) -> FetchResponse:
         extra: dict[str, Any] = {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-            if rt.redirect_for(urls.for_matching(target)) == "error":
+            if rt.redirect_for(urls.for_matching(target)) is Redirect.ERROR:
                 extra["redirect"] = "error"
         return await pyfetch(target, **{**init, "headers": headers, **extra})
 

@@ -3,9 +3,10 @@
 - :func:`callback_refresher`: the host's ``refresh(realmURL)`` function;
 - :func:`url_refresher`: ``POST`` to a token URL with credentials, JSON ``{token}`` back;
 - :class:`OAuthRefresher`: the OAuth 2.0 ``refresh_token`` grant (RFC 6749 §6), public client,
-  with refresh-token rotation. The refresh tokens live in ``localStorage`` beside the access
-  tokens (:class:`RefreshTokenStorage`, the format is :class:`pyauth_web.oauth.RefreshTokenMap`)
-  so that every tab uses the newest; the caller holds the cross-tab lock while this runs, so one
+  with refresh-token rotation (the rule is the core's :class:`pyauth_web.oauth.RefreshTokenGrant`).
+  The refresh tokens live in ``localStorage`` beside the access tokens
+  (:class:`RefreshTokenStorage`, the format is :class:`pyauth_web.oauth.RefreshTokenMap`) so
+  that every tab uses the newest; the caller holds the cross-tab lock while this runs, so one
   tab at a time reads, spends and replaces a refresh token.
 
 All failures become :class:`~pyauth_web.refresh.RefreshError` so the coordinator can tell
@@ -19,21 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 import js
-from pyodide.ffi import JsException, JsProxy, to_js
+from pyodide.ffi import JsException, to_js
 from pyodide.http import pyfetch
 
 from pyauth_web import oauth
-from pyauth_web.refresh import (
-    LOGGED_OUT,
-    REFRESH_TIMED_OUT,
-    RefreshError,
-    http_error,
-    network_error,
-)
+from pyauth_web.refresh import Reason, Refresher, RefreshError, http_error, network_error
 
 OPAQUE_REDIRECT = "opaqueredirect"  # Response.type of a redirect under redirect: 'manual'
 
@@ -49,7 +44,7 @@ def _oauth_error(body: str) -> tuple[str | None, str | None]:
     return (err if isinstance(err, str) else None, desc if isinstance(desc, str) else None)
 
 
-def callback_refresher(fn: JsProxy) -> Any:
+def callback_refresher(fn: Callable[..., Any]) -> Refresher:
     async def refresh(realm: str) -> str:
         try:
             token = await fn(realm)
@@ -59,13 +54,13 @@ def callback_refresher(fn: JsProxy) -> Any:
                 raise http_error(realm, status, description=str(exc)) from exc
             raise network_error(realm, f"refresh callback failed: {exc}") from exc
         if not isinstance(token, str) or not token:
-            raise RefreshError(realm, "refresh callback returned no token")
+            raise RefreshError(realm, Reason.CALLBACK_RETURNED_NO_TOKEN)
         return token
 
     return refresh
 
 
-def url_refresher(url: str) -> Any:
+def url_refresher(url: str) -> Refresher:
     """``url`` must have passed :func:`pyauth_web.oauth.check_endpoint`."""
 
     async def refresh(realm: str) -> str:
@@ -84,7 +79,7 @@ def url_refresher(url: str) -> Any:
             raise network_error(realm, str(exc)) from exc
         if redirected:
             raise RefreshError(
-                realm, oauth.REFRESH_URL_REDIRECTED, description=f"{url} answered with a redirect"
+                realm, Reason.REFRESH_URL_REDIRECTED, description=f"{url} answered with a redirect"
             )
         if not 200 <= resp.status < 300:
             raise http_error(realm, resp.status, *_oauth_error(body))
@@ -93,7 +88,7 @@ def url_refresher(url: str) -> Any:
         except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
-            raise RefreshError(realm, "refresh URL answered without a token", status=resp.status)
+            raise RefreshError(realm, Reason.REFRESH_URL_RETURNED_NO_TOKEN, status=resp.status)
         return token
 
     return refresh
@@ -132,7 +127,7 @@ class RefreshTokenStorage:
         tokens.remove(realm)
         self.save(tokens)  # unreadable entries go too
 
-    def keep_only(self, realms: set[str]) -> None:
+    def keep_only(self, realms: Container[str]) -> None:
         """Drop the refresh tokens of realms whose session is gone (a logout the host wrote)."""
         tokens = self.load()
         gone = [realm for realm in tokens.realms() if realm not in realms]
@@ -146,9 +141,10 @@ class RefreshTokenStorage:
 
 
 class OAuthRefresher:
-    """``refresh_token`` grant against ``token_endpoint``; refresh tokens in localStorage, each
-    used only for the session (access token) it came with: ``session_token(realm)`` reads the
-    realm's current access token from shared storage."""
+    """The ``refresh_token`` grant against the token endpoint: the rule (which refresh token,
+    never one twice, what a reply means) is :class:`pyauth_web.oauth.RefreshTokenGrant`; this
+    class reads and writes the shared storage and sends the request. ``session_token(realm)``
+    reads the realm's current access token from shared storage."""
 
     def __init__(
         self,
@@ -158,31 +154,14 @@ class OAuthRefresher:
         session_token: Callable[[str], str | None],
         scope: str | None = None,
     ) -> None:
-        self.token_endpoint = oauth.check_endpoint(token_endpoint, "oauth.tokenEndpoint")
-        self.client_id = oauth.check_client_id(client_id)
-        self.scope = scope
+        self.grant = oauth.RefreshTokenGrant(token_endpoint, client_id, scope)
         self.tokens = tokens
         self._session_token = session_token
-        # Never send a used refresh token twice: each spent one, with the reason to give if
-        # it comes up again (its request got no answer: the server may have rotated it).
-        self._spent: dict[str, str] = {}
 
     async def __call__(self, realm: str) -> str:
         # The newest refresh token, whichever tab rotated it, if it belongs to this session.
-        refresh_token = self.tokens.load().for_session(realm, self._session_token(realm))
-        if refresh_token is None:
-            raise RefreshError(realm, oauth.NO_SESSION_REFRESH_TOKEN, retryable=False)
-        if refresh_token in self._spent:
-            raise RefreshError(
-                realm,
-                self._spent[refresh_token],
-                retryable=False,
-                description="not resending a refresh token that may have been rotated",
-            )
-        req = oauth.build_refresh_request(
-            self.token_endpoint, self.client_id, refresh_token, self.scope
-        )
-        self._spent[refresh_token] = "refresh token already used"
+        exchange = self.grant.start(realm, self.tokens.load(), self._session_token(realm))
+        req = exchange.request
         controller = js.AbortController.new()
         init = {
             "method": "POST",
@@ -197,29 +176,23 @@ class OAuthRefresher:
             redirected = resp.type == OPAQUE_REDIRECT
             body = "" if redirected else await resp.text()
         except JsException as exc:
-            self._spent[refresh_token] = "network error"
+            self.grant.lost(exchange, Reason.NETWORK_ERROR)
             raise network_error(realm, str(exc)) from exc
         except asyncio.CancelledError:  # the coordinator's deadline (or a logout: discarded)
-            self._spent[refresh_token] = REFRESH_TIMED_OUT
+            self.grant.lost(exchange, Reason.REFRESH_TIMED_OUT)
             controller.abort()
             raise
-        if redirected:
+        if redirected:  # the refresh token stays spent: a redirect is a final failure
             raise RefreshError(
                 realm,
-                oauth.TOKEN_ENDPOINT_REDIRECTED,
+                Reason.TOKEN_ENDPOINT_REDIRECTED,
                 description=f"{req.url} answered with a redirect",
             )
-        if resp.status == 429 or resp.status >= 500:
-            self._spent.pop(refresh_token, None)  # not consumed by the server: may be retried
-        token = oauth.parse_token_response(resp.status, body, realm=realm)
         # Under the cross-tab lock: the rotated refresh token and the access token it belongs
         # to are stored together, unless the session changed meanwhile (logout, a new user).
         tokens = self.tokens.load()
-        if not tokens.rotate(realm, refresh_token, self._session_token(realm), token):
-            raise RefreshError(
-                realm, LOGGED_OUT, description="the session changed during the refresh"
-            )
+        access_token = self.grant.finish(
+            exchange, int(resp.status), body, tokens, self._session_token(realm)
+        )
         self.tokens.save(tokens)
-        if token.refresh_token is None:
-            self._spent.pop(refresh_token, None)  # not rotated: it stays valid
-        return token.access_token
+        return access_token

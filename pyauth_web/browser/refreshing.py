@@ -27,6 +27,7 @@ from pyauth_web.refresh import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_REFRESH_TIMEOUT,
     BackoffPolicy,
+    Reason,
     RefreshCoordinator,
     Refresher,
     RefreshError,
@@ -104,7 +105,7 @@ class Refreshing:
             )
             refresher = self.oauth
         old = self.coordinator
-        old.cancel_all("reconfigured")
+        old.cancel_all(Reason.RECONFIGURED)
         self.coordinator = self._coordinator(
             refresher,
             options.backoff or old.backoff,
@@ -121,7 +122,7 @@ class Refreshing:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> RefreshCoordinator:
         async def no_refresher(realm: str) -> str:
-            raise RefreshError(realm, "no refresher configured")
+            raise RefreshError(realm, Reason.NO_REFRESHER)
 
         return RefreshCoordinator(
             refresher or no_refresher,
@@ -148,5 +149,5 @@ class Refreshing:
         if realm not in self.store.entries():
             return
         error = RefreshError(realm, reason, status=status)
-        error.relayed = True  # type: ignore[attr-defined]
+        error.relayed = True
         self.coordinator.fail(error)

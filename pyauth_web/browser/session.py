@@ -22,7 +22,7 @@ from pyauth_web.browser.storage import SessionStorage
 from pyauth_web.browser.timers import RefreshTimers
 from pyauth_web.browser.worker import WorkerLink
 from pyauth_web.options import Options
-from pyauth_web.refresh import LOGGED_OUT, RefreshCoordinator, RefreshError
+from pyauth_web.refresh import Reason, RefreshCoordinator, RefreshError
 from pyauth_web.tokens import TokenStore, normalize_realm
 
 
@@ -41,7 +41,7 @@ class Session:
         self.worker = worker
         self.events = events
         self.storage = SessionStorage(app, store, events.warn)
-        self.redirects: dict[str, str] = {}  # realm -> 'follow' | 'error' (host overrides)
+        self.redirects: dict[str, protocol.Redirect] = {}  # the host's overrides, by realm
         self.refreshes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.refreshing = Refreshing(
@@ -94,14 +94,14 @@ class Session:
     async def force_refresh(self, url: str, stale: str | None) -> str:
         realm = self.store.realm_for(url)
         if realm is None or stale is None or self.refreshing.refresher is None:
-            raise RefreshError(url, "no token to refresh")
+            raise RefreshError(url, Reason.NO_TOKEN_TO_REFRESH)
         return await self.coordinator.refresh(realm, stale)
 
-    def redirect_for(self, url: str | None) -> str:
+    def redirect_for(self, url: str | None) -> protocol.Redirect:
         realm = self.store.realm_for(url) if url else None
-        if realm is not None and protocol.redirect_mode(realm, self.redirects) == "error":
-            return "error"
-        return "follow"
+        if realm is None:
+            return protocol.Redirect.FOLLOW
+        return protocol.redirect_mode(realm, self.redirects)
 
     def report_auth_error(self, url: str, reason: str) -> None:
         self.events.auth_error(self.store.realm_for(url) or url, reason, None)
@@ -142,7 +142,7 @@ class Session:
         """Store a refreshed token (runs under the cross-tab lock)."""
         self._load()
         if realm not in self.store.entries():  # logged out in another tab meanwhile
-            raise RefreshError(realm, LOGGED_OUT)
+            raise RefreshError(realm, Reason.LOGGED_OUT)
         entry = self.store.set(realm, token)
         self.storage.persist()
         self.refreshes += 1
@@ -174,7 +174,7 @@ class Session:
         # rewrite a pairing.)
         self.storage.refresh_tokens().keep_only(set(after))
         if any(realm not in after for realm in before):  # logout or removal in another tab
-            self.coordinator.cancel_all(LOGGED_OUT)
+            self.coordinator.cancel_all(Reason.LOGGED_OUT)
         for realm, entry in after.items():
             if before.get(realm) != entry:
                 self.coordinator.reset(realm)
@@ -210,7 +210,7 @@ class Session:
     def remove_token(self, realm_url: str) -> None:
         realm = normalize_realm(realm_url)
         self.store.remove(realm)
-        self.coordinator.cancel_all(LOGGED_OUT)
+        self.coordinator.cancel_all(Reason.LOGGED_OUT)
         self.coordinator.reset(realm)
         self.storage.persist()
         self.storage.refresh_tokens().remove(realm)  # every credential of the realm, any tab

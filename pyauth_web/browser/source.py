@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from pyauth_web.protocol import Redirect
+
 
 class TokenSource(Protocol):
     @property
@@ -34,7 +36,7 @@ class TokenSource(Protocol):
         holds a token for ``url``, no token was sent, no refresher, or the refresh failed."""
         ...
 
-    def redirect_for(self, url: str | None) -> str:
+    def redirect_for(self, url: str | None) -> Redirect:
         """``fetch``'s ``redirect`` mode for a request carrying the token for ``url``."""
         ...
 

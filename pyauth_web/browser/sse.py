@@ -26,10 +26,10 @@ from pyauth_web.browser.source import TokenSource
 from pyauth_web.browser.states import StateReporter
 from pyauth_web.refresh import RefreshError
 from pyauth_web.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
-from pyauth_web.sse_policy import End, Open, Reconnect, RefreshAndReconnect, SSEPolicy
+from pyauth_web.sse_policy import End, Open, Reconnect, RefreshAndReconnect, SSEPolicy, StreamState
 
 
-class EventStream(StateReporter):
+class EventStream(StateReporter[StreamState]):
     """An async iterator of :class:`ServerSentEvent`; each connect asks for the current token."""
 
     def __init__(
@@ -67,7 +67,7 @@ class EventStream(StateReporter):
         self.policy.close()
         if self._abort is not None:
             self._abort.abort()
-        self._set_state("closed")
+        self._set_state(StreamState.CLOSED)
 
     async def _token(self) -> str | None:
         try:
@@ -97,12 +97,12 @@ class EventStream(StateReporter):
             if not first and self.resync is not None:
                 await self.resync()  # fetch what was missed before re-subscribing
             first = False
-            self._set_state("connecting")
+            self._set_state(StreamState.CONNECTING)
             token = await self._token()
             status, resp = await self._connect(token)
             action = self.policy.on_connect_result(status)
             if isinstance(action, Open):
-                self._set_state("open")
+                self._set_state(StreamState.OPEN)
                 ended: End | None = None
                 async for event, end in self._read(resp):
                     if end is not None:
@@ -117,7 +117,7 @@ class EventStream(StateReporter):
                     # No fresh token: the same as the server rejecting it a second time.
                     action = self.policy.on_connect_result(401)
             if isinstance(action, Reconnect):
-                self._set_state("reconnecting")
+                self._set_state(StreamState.RECONNECTING)
                 await asyncio.sleep(action.delay_ms / 1000)
             if isinstance(action, End):
                 self._set_state(action.reason)

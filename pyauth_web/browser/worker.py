@@ -24,10 +24,14 @@ class WorkerLink:
     def __init__(self, post: Callable[[Any], Any]) -> None:
         self._post = post
 
-    def sync(self, store: TokenStore, realms: list[str], redirects: Mapping[str, str]) -> None:
+    def sync(
+        self, store: TokenStore, realms: list[str], redirects: Mapping[str, protocol.Redirect]
+    ) -> None:
         self._post(plain(protocol.sync_tokens(store, realms, redirects)))
 
-    def set_token(self, entry: TokenEntry, skew: float, redirects: Mapping[str, str]) -> None:
+    def set_token(
+        self, entry: TokenEntry, skew: float, redirects: Mapping[str, protocol.Redirect]
+    ) -> None:
         self._post(plain(protocol.set_realm_token(entry, skew, redirects)))
 
     def remove_token(self, realm: str) -> None:
@@ -43,7 +47,7 @@ class AnswerSource(Protocol):
     @property
     def store(self) -> TokenStore: ...
     @property
-    def redirects(self) -> Mapping[str, str]: ...
+    def redirects(self) -> Mapping[str, protocol.Redirect]: ...
 
     def follow_storage(self) -> None: ...
     def can_refresh(self, realm: str) -> bool: ...

@@ -25,12 +25,12 @@ from pyodide.ffi.wrappers import add_event_listener, remove_event_listener
 from pyauth_web.browser import urls
 from pyauth_web.browser.source import TokenSource
 from pyauth_web.browser.states import StateReporter
-from pyauth_web.refresh import RefreshError
+from pyauth_web.refresh import Reason, RefreshError
 from pyauth_web.tokens import token_expiry
-from pyauth_web.ws_rotation import RotationPolicy, RotationTracker
+from pyauth_web.ws_rotation import CloseReason, RotationPolicy, RotationTracker, SocketState
 
 
-class RotatingSocket(StateReporter):
+class RotatingSocket(StateReporter[SocketState]):
     def __init__(
         self,
         runtime: TokenSource,
@@ -113,24 +113,24 @@ class RotatingSocket(StateReporter):
         # Listeners are removed after this handler returns, not from inside it.
         loop = asyncio.get_event_loop()
         if ws is self.ws and self.tracker.state == "open":
-            self.tracker.close("server closed")
+            self.tracker.close(CloseReason.SERVER_CLOSED)
             loop.call_soon(self._finish)
         elif ws is not self.ws:
             loop.call_soon(self._forget, ws)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        self._set_state("connecting")
+        self._set_state(SocketState.CONNECTING)
         try:
             self.token = await self.rt.get_token(self.http_url) if self.http_url else None
             self.ws = await self._open(self.token)
         except (RefreshError, ConnectionError, JsException):
-            self.tracker.close("connect failed")
+            self.tracker.close(CloseReason.CONNECT_FAILED)
             self._finish()
             return
         for message in self.tracker.opened():
             self.ws.send(message)
-        self._set_state("open")
+        self._set_state(SocketState.OPEN)
         self._arm_expiry()
 
     def _arm_expiry(self) -> None:
@@ -154,12 +154,12 @@ class RotatingSocket(StateReporter):
 
     async def _rotate(self) -> None:
         if not self.tracker.begin_rotation():  # the 4th rotation within the window
-            self._fail("rotation limit")
+            self._fail(CloseReason.ROTATION_LIMIT)
             return
-        self._set_state("rotating")
+        self._set_state(SocketState.ROTATING)
         try:
             if self.http_url is None:
-                raise RefreshError(self.url, "no token to refresh")
+                raise RefreshError(self.url, Reason.NO_TOKEN_TO_REFRESH)
             token = await self.rt.force_refresh(self.http_url, self.token)
             new_ws = await self._open(token)
         except (RefreshError, ConnectionError, JsException):
@@ -171,7 +171,7 @@ class RotatingSocket(StateReporter):
         old.close(1000, "token rotated")
         for message in self.tracker.end_rotation(True):
             new_ws.send(message)
-        self._set_state("open")
+        self._set_state(SocketState.OPEN)
         self._arm_expiry()
 
     def _fail(self, reason: str) -> None:
@@ -187,7 +187,7 @@ class RotatingSocket(StateReporter):
         for target, name, handler in self._listeners:
             remove_event_listener(target, name, handler)
         self._listeners = []
-        self._set_state("closed")
+        self._set_state(SocketState.CLOSED)
 
     def _spawn(self, coro: Any) -> None:
         self.rt.spawn(coro)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyauth_web.assets import SOURCE_ROOT
+
+if TYPE_CHECKING:  # playwright is a test dependency, not the package's
+    from playwright.sync_api import Browser, Playwright
 
 
 def load_playwright_config(root: Path = SOURCE_ROOT) -> ModuleType:
@@ -22,7 +25,7 @@ def load_playwright_config(root: Path = SOURCE_ROOT) -> ModuleType:
     return module
 
 
-def launch_chromium(playwright: Any, config: ModuleType) -> Any:
+def launch_chromium(playwright: Playwright, config: ModuleType) -> Browser:
     return playwright.chromium.launch(
         executable_path=config.BROWSER_PATH, args=config.LAUNCH_ARGS, headless=config.HEADLESS
     )

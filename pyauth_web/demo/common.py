@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import jwt
 from aiohttp import web
@@ -32,11 +32,25 @@ def verify(secret: str, header: str | None, now: float | None = None) -> tuple[b
     return True, "ok"
 
 
+class RealmRequest(TypedDict):
+    """One request as the realm server saw it (a WebSocket message: no query, no event id)."""
+
+    method: str
+    path: str
+    query: NotRequired[str]
+    auth: str | None
+    valid: bool
+    reason: str
+    body: str | None
+    t: float
+    last_event_id: NotRequired[str | None]
+
+
 @dataclass
 class RealmLog:
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[RealmRequest] = field(default_factory=list)
 
-    def for_path(self, path: str) -> list[dict[str, Any]]:
+    def for_path(self, path: str) -> list[RealmRequest]:
         return [e for e in self.entries if e["path"] == path]
 
 

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import jwt
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .common import RealmLog, cors_headers, verify
 from .streams import add_stream_routes
@@ -44,6 +45,12 @@ _MIME = {
 
 
 # -- tokens -----------------------------------------------------------------------------------
+class IssuerRequest(TypedDict):
+    path: str
+    realm: str
+    t: float
+
+
 @dataclass
 class Issuer:
     """Mints HS256 JWTs for realms; counts what it was asked."""
@@ -51,10 +58,10 @@ class Issuer:
     secret: str = DEMO_SECRET
     ttl: float = 300.0
     clock: Callable[[], float] = time.time
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[IssuerRequest] = field(default_factory=list)
     script: list[int | str] = field(default_factory=list)
 
-    def refreshes(self, since: float = 0.0) -> list[dict[str, Any]]:
+    def refreshes(self, since: float = 0.0) -> list[IssuerRequest]:
         return [r for r in self.requests if r["path"] == "/refresh" and r["t"] >= since]
 
     def mint(self, realm: str, ttl: float | None = None, sub: str = "demo-user") -> str:
@@ -186,7 +193,7 @@ def realm_app(
     rejected: dict[str, int] = {}
 
     @web.middleware
-    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         auth = request.headers.get("Authorization")
         ok, reason = verify(secret, auth, clock())
         if request.method == "OPTIONS":

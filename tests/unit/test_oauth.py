@@ -11,14 +11,14 @@ import pytest
 
 from pyauth_web.oauth import (
     FORM_CONTENT_TYPE,
-    NO_REFRESH_TOKEN,
-    REFRESH_TOKEN_USED,
+    RefreshTokenGrant,
+    RefreshTokenMap,
     RefreshTokenRotation,
     TokenResponse,
     build_refresh_request,
     parse_token_response,
 )
-from pyauth_web.refresh import INVALID_GRANT, RefreshCoordinator, RefreshError
+from pyauth_web.refresh import INVALID_GRANT, Reason, RefreshCoordinator, RefreshError
 
 ENDPOINT = "https://auth.example/oauth/token"
 REALM = "https://api.example/"
@@ -150,7 +150,7 @@ def test_rotation_hands_each_token_out_once() -> None:
     with pytest.raises(RefreshError) as info:
         holder.take()
     assert (info.value.reason, info.value.retryable, info.value.realm) == (
-        REFRESH_TOKEN_USED,
+        Reason.REFRESH_TOKEN_USED,
         False,
         REALM,
     )
@@ -193,12 +193,29 @@ def test_no_token_and_clear() -> None:
     holder = RefreshTokenRotation()
     with pytest.raises(RefreshError) as info:
         holder.take()
-    assert info.value.reason == NO_REFRESH_TOKEN
+    assert info.value.reason == Reason.NO_REFRESH_TOKEN
     holder.set("rt-1")
     holder.clear()
     assert not holder.available
     with pytest.raises(ValueError):
         holder.set("")
+
+
+def test_a_token_whose_request_got_no_answer_is_refused_with_that_reason() -> None:
+    holder = RefreshTokenRotation("rt-1", realm=REALM)
+    token = holder.take()
+    holder.lost(token, Reason.REFRESH_TIMED_OUT)  # the server may have rotated it
+    holder.release("rt-0")  # not current: ignored
+    with pytest.raises(RefreshError) as info:
+        holder.take()
+    assert (info.value.reason, info.value.retryable, info.value.description) == (
+        Reason.REFRESH_TIMED_OUT,
+        False,
+        RefreshTokenRotation.NOT_RESENT,
+    )
+    holder.lost("rt-never-sent", Reason.NETWORK_ERROR)  # never taken: nothing to remember
+    holder.set("rt-never-sent")
+    assert holder.take() == "rt-never-sent"
 
 
 # -- together: coordinator + oauth + rotation against a fake rotating server ------------------
@@ -240,5 +257,135 @@ def test_coordinator_with_rotation_sends_each_refresh_token_once() -> None:
         assert set(first) == {"at-1"}
         assert await coord.refresh(REALM) == "at-2"
         assert server.seen == ["rt-0", "rt-1"]  # no refresh token sent twice
+
+    asyncio.run(body())
+
+
+# -- RefreshTokenGrant: the rule the browser's OAuth refresher runs --------------------------------
+class Tab:
+    """One tab's refresher over shared storage, as pyauth_web.browser.refreshers runs it: the
+    grant, the serialized map, and the session's access token, read at each step."""
+
+    def __init__(self, storage: dict[str, str | None], server: RotatingServer) -> None:
+        self.grant = RefreshTokenGrant(ENDPOINT, "web-app")
+        self.storage = storage
+        self.server = server
+
+    def tokens(self) -> RefreshTokenMap:
+        return RefreshTokenMap.loads(self.storage.get("refresh"))
+
+    async def refresh(self, realm: str) -> str:
+        exchange = self.grant.start(realm, self.tokens(), self.storage.get("session"))
+        status, body = await self.server.post(exchange.request.url, exchange.request.body)
+        tokens = self.tokens()
+        access = self.grant.finish(exchange, status, body, tokens, self.storage.get("session"))
+        self.storage["refresh"] = tokens.dumps()
+        self.storage["session"] = access
+        return access
+
+
+def shared_session(refresh_token: str = "rt-0") -> dict[str, str | None]:
+    tokens = RefreshTokenMap()
+    tokens.set(REALM, refresh_token, "at-0")
+    return {"refresh": tokens.dumps(), "session": "at-0"}
+
+
+def test_grant_tabs_take_turns_with_the_newest_refresh_token() -> None:
+    async def body() -> None:
+        server, storage = RotatingServer(), shared_session()
+        a, b = Tab(storage, server), Tab(storage, server)
+        assert await a.refresh(REALM) == "at-1"
+        assert await b.refresh(REALM) == "at-2"  # b finds the token a's refresh rotated
+        assert await a.refresh(REALM) == "at-3"
+        assert server.seen == ["rt-0", "rt-1", "rt-2"]  # none twice: no invalid_grant
+
+    asyncio.run(body())
+
+
+def test_grant_retries_a_token_the_server_did_not_use_and_never_a_lost_one() -> None:
+    async def body() -> None:
+        server, storage = RotatingServer(), shared_session()
+        tab = Tab(storage, server)
+        grant = tab.grant
+        exchange = grant.start(REALM, tab.tokens(), "at-0")
+        busy = json.dumps({"error": "temporarily_unavailable"})
+        with pytest.raises(RefreshError) as info:
+            grant.finish(exchange, 503, busy, tab.tokens(), "at-0")
+        assert info.value.retryable
+        assert await tab.refresh(REALM) == "at-1"  # rt-0 was released: sent again
+        exchange = grant.start(REALM, tab.tokens(), "at-1")
+        grant.lost(exchange, Reason.NETWORK_ERROR)  # the reply (maybe a rotation) was lost
+        with pytest.raises(RefreshError) as info:
+            grant.start(REALM, tab.tokens(), "at-1")
+        assert (info.value.reason, info.value.retryable) == (Reason.NETWORK_ERROR, False)
+        assert server.seen == ["rt-0"]
+
+    asyncio.run(body())
+
+
+def test_grant_refuses_a_token_after_invalid_grant_and_other_sessions() -> None:
+    async def body() -> None:
+        server, storage = RotatingServer(), shared_session("rt-stolen")
+        tab = Tab(storage, server)
+        with pytest.raises(RefreshError) as info:
+            await tab.refresh(REALM)
+        assert info.value.invalid_grant
+        with pytest.raises(RefreshError) as info:
+            await tab.refresh(REALM)  # never sent twice, whatever the server said
+        assert info.value.reason == Reason.REFRESH_TOKEN_USED
+        for session in ("at-bob", None):  # another user's session, or logged out
+            with pytest.raises(RefreshError) as info:
+                tab.grant.start(REALM, tab.tokens(), session)
+            assert (info.value.reason, info.value.retryable) == (Reason.NO_REFRESH_TOKEN, False)
+        assert server.seen == ["rt-stolen"]
+
+    asyncio.run(body())
+
+
+def test_grant_discards_a_reply_when_the_session_changed_meanwhile() -> None:
+    server, storage = RotatingServer(), shared_session()
+    tab = Tab(storage, server)
+    exchange = tab.grant.start(REALM, tab.tokens(), "at-0")
+    tokens = tab.tokens()
+    reply = ok(access_token="at-1", refresh_token="rt-1")
+    with pytest.raises(RefreshError) as info:
+        tab.grant.finish(exchange, 200, reply, tokens, "at-bob")  # the host wrote bob's session
+    assert info.value.reason == Reason.LOGGED_OUT
+    assert tokens.dumps() == storage["refresh"]  # nothing rotated
+
+
+def test_grant_with_a_server_that_does_not_rotate() -> None:
+    tab = Tab(shared_session(), RotatingServer())
+    for n in (1, 2):
+        session = tab.storage["session"]
+        exchange = tab.grant.start(REALM, tab.tokens(), session)
+        assert exchange.refresh_token == "rt-0"
+        tokens = tab.tokens()
+        reply = ok(access_token=f"at-{n}")  # no refresh_token: keep using rt-0
+        assert tab.grant.finish(exchange, 200, reply, tokens, session) == f"at-{n}"
+        tab.storage.update(refresh=tokens.dumps(), session=f"at-{n}")
+    assert tab.tokens().for_session(REALM, "at-2") == "rt-0"
+
+
+def test_grant_checks_its_endpoint_and_client_id() -> None:
+    with pytest.raises(ValueError, match="oauth.tokenEndpoint"):
+        RefreshTokenGrant("http://auth.example/token", "c")
+    with pytest.raises(ValueError, match="oauth.clientId"):
+        RefreshTokenGrant(ENDPOINT, "")
+
+
+def test_coordinator_with_the_grant_sends_each_refresh_token_once() -> None:
+    async def body() -> None:
+        server, storage = RotatingServer(), shared_session()
+        tab = Tab(storage, server)
+
+        async def no_sleep(seconds: float) -> None:
+            await asyncio.sleep(0)
+
+        coord = RefreshCoordinator(tab.refresh, sleep=no_sleep, rng=random.Random(0))
+        first = await asyncio.gather(*(coord.refresh(REALM) for _ in range(100)))
+        assert set(first) == {"at-1"}
+        assert await coord.refresh(REALM) == "at-2"
+        assert server.seen == ["rt-0", "rt-1"]
 
     asyncio.run(body())

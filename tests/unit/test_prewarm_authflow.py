@@ -4,6 +4,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from pyauth_web.authflow import ForceRefresh, GetToken, Send, auth_flow
 from pyauth_web.prewarm import Prewarm
 
@@ -90,3 +92,15 @@ def test_streams_and_unauthenticated_requests_are_not_retried() -> None:
     assert resp.status == 401 and log == [GetToken(), Send("t1")]
     resp, log = drive([401], token=None)
     assert resp.status == 401 and log == [GetToken(), Send(None)]
+
+
+def test_a_driver_answering_the_wrong_kind_fails_loudly() -> None:
+    flow = auth_flow(replayable=True, current_token=lambda: None)
+    next(flow)
+    with pytest.raises(TypeError, match="expected a token"):
+        flow.send(Resp(200))  # a response where the token belongs
+    flow = auth_flow(replayable=True, current_token=lambda: None)
+    next(flow)
+    flow.send("t1")
+    with pytest.raises(TypeError, match="expected a response"):
+        flow.send("not a response")

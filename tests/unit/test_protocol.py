@@ -65,8 +65,9 @@ def test_shared_constants_agree() -> None:
 def test_exp_range_and_redirect_modes_agree() -> None:
     source = (ROOT / "sw" / "sw.js").read_text()
     assert f"const MAX_EXP = {MAX_EXP};" in source
-    assert f"const REDIRECT_FOLLOW = '{protocol.REDIRECT_FOLLOW}';" in source
-    assert f"const REDIRECT_ERROR = '{protocol.REDIRECT_ERROR}';" in source
+    assert f"const REDIRECT_FOLLOW = '{protocol.Redirect.FOLLOW}';" in source
+    assert f"const REDIRECT_ERROR = '{protocol.Redirect.ERROR}';" in source
+    assert [m.value for m in protocol.Redirect] == ["follow", "error"]  # fetch's own names
 
 
 def answer(store: TokenStore, data: object) -> dict[str, object]:
@@ -121,11 +122,12 @@ def test_sync_message_lists_configured_realms() -> None:
 
 
 def test_redirect_mode_defaults_by_realm_scope_and_takes_overrides() -> None:
-    assert protocol.redirect_mode("https://a.example/") == "follow"
-    assert protocol.redirect_mode("https://a.example/app/") == "error"
+    assert protocol.redirect_mode("https://a.example/") is protocol.Redirect.FOLLOW
+    assert protocol.redirect_mode("https://a.example/app/") is protocol.Redirect.ERROR
     overrides = protocol.check_redirects({"HTTPS://A.example/app/": "follow"})
     assert overrides == {"https://a.example/app/": "follow"}
-    assert protocol.redirect_mode("https://a.example/app/", overrides) == "follow"
+    assert overrides["https://a.example/app/"] is protocol.Redirect.FOLLOW
+    assert protocol.redirect_mode("https://a.example/app/", overrides) is protocol.Redirect.FOLLOW
     for bad in ({"https://a.example/": "manual"}, {"ftp://x/": "follow"}, ["follow"]):
         try:
             protocol.check_redirects(bad)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -20,8 +21,8 @@ from hypothesis import strategies as st
 from pyauth_web.refresh import (
     DEFAULT_REFRESH_JITTER,
     INVALID_GRANT,
-    LOGGED_OUT,
     BackoffPolicy,
+    Reason,
     RefreshCoordinator,
     RefreshError,
     http_error,
@@ -419,7 +420,7 @@ def test_logout_during_refresh_discards_the_result() -> None:
         coord.clear()
         assert coord.generation == generation + 1
         results = await outcomes(callers)  # no gate.set(): must not hang
-        assert all(isinstance(r, RefreshError) and r.reason == LOGGED_OUT for r in results)
+        assert all(isinstance(r, RefreshError) and r.reason == Reason.LOGGED_OUT for r in results)
         assert script.cancelled and successes == []
         gate.set()
         await settle()
@@ -448,7 +449,7 @@ def test_late_reply_after_logout_never_reaches_on_success() -> None:
         reply.set()
         with pytest.raises(RefreshError) as info:
             await caller
-        assert info.value.reason == LOGGED_OUT
+        assert info.value.reason == Reason.LOGGED_OUT
         await settle()
         assert successes == []
 
@@ -616,7 +617,7 @@ def test_on_success_runs_inside_the_lock_and_logged_out_is_not_a_failure() -> No
 
     def on_success(realm: str, token: str) -> None:
         events.append("store")
-        raise RefreshError(realm, LOGGED_OUT)
+        raise RefreshError(realm, Reason.LOGGED_OUT)
 
     async def main() -> None:
         coord = RefreshCoordinator(
@@ -624,7 +625,7 @@ def test_on_success_runs_inside_the_lock_and_logged_out_is_not_a_failure() -> No
         )
         with pytest.raises(RefreshError) as info:
             await coord.refresh(REALM)
-        assert info.value.reason == LOGGED_OUT
+        assert info.value.reason == Reason.LOGGED_OUT
         assert coord.failed(REALM) is None
 
     asyncio.run(main())
@@ -648,3 +649,29 @@ def test_fail_starts_one_episode() -> None:
 
     asyncio.run(main())
     assert [f.reason for f in failures] == ["remote"]
+
+
+def test_reason_values_are_what_hosts_see() -> None:
+    # console:auth-error's `reason` and the error messages carry these strings unchanged.
+    assert {r.name: r.value for r in Reason} == {
+        "NETWORK_ERROR": "network error",
+        "REFRESH_TIMED_OUT": "refresh timed out",
+        "LOCK_TIMED_OUT": "refresh lock timed out",
+        "LOGGED_OUT": "logged out",
+        "CANCELLED": "cancelled",
+        "RECONFIGURED": "reconfigured",
+        "CLOSED": "closed",
+        "REJECTED_BY_ON_SUCCESS": "token rejected by on_success",
+        "REFRESH_FAILED": "refresh failed",
+        "NO_REFRESHER": "no refresher configured",
+        "NO_TOKEN_TO_REFRESH": "no token to refresh",
+        "CALLBACK_RETURNED_NO_TOKEN": "refresh callback returned no token",
+        "REFRESH_URL_RETURNED_NO_TOKEN": "refresh URL answered without a token",
+        "REFRESH_URL_REDIRECTED": "refresh URL redirected",
+        "TOKEN_ENDPOINT_REDIRECTED": "token endpoint redirected",
+        "NO_REFRESH_TOKEN": "no refresh token for this session",
+        "REFRESH_TOKEN_USED": "refresh token already used",
+    }
+    err = RefreshError(REALM, Reason.LOGGED_OUT)
+    assert str(err) == f"{REALM}: refresh failed (logged out, no response, final)"
+    assert json.dumps({"reason": err.reason}) == '{"reason": "logged out"}'

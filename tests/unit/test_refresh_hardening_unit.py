@@ -31,10 +31,8 @@ from pyauth_web.oauth import (
 from pyauth_web.refresh import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_REFRESH_TIMEOUT,
-    LOCK_TIMED_OUT,
-    LOGGED_OUT,
-    REFRESH_TIMED_OUT,
     BackoffPolicy,
+    Reason,
     RefreshCoordinator,
     RefreshError,
     check_timeout,
@@ -169,7 +167,7 @@ def test_a_refresh_that_never_answers_is_retried_then_fails_within_the_bound() -
         with pytest.raises(RefreshError) as info:
             await coord.refresh(REALM)
         elapsed = (loop.time() - started) / SCALE  # in configured seconds
-        assert (info.value.reason, info.value.retryable) == (REFRESH_TIMED_OUT, True)
+        assert (info.value.reason, info.value.retryable) == (Reason.REFRESH_TIMED_OUT, True)
         assert "10 s" in (info.value.description or "")
         assert refresher.calls == refresher.cancelled == 3  # each attempt was abandoned
         # The lock is held per attempt, never during the backoff.
@@ -205,10 +203,10 @@ def test_a_lock_that_is_never_granted_times_out_without_calling_the_refresher() 
                      backoff=BackoffPolicy(attempts=2))
         with pytest.raises(RefreshError) as info:
             await coord.refresh(REALM)
-        assert (info.value.reason, info.value.retryable) == (LOCK_TIMED_OUT, True)
+        assert (info.value.reason, info.value.retryable) == (Reason.LOCK_TIMED_OUT, True)
         assert refresher.calls == 0 and log == []
         assert lock.waits_cancelled == 2  # each wait withdrawn (the browser lock aborts it)
-        assert [f.reason for f in failures] == [LOCK_TIMED_OUT]
+        assert [f.reason for f in failures] == [Reason.LOCK_TIMED_OUT]
 
     run(body())
 
@@ -242,7 +240,7 @@ def test_retryable_errors_still_follow_the_usual_rules() -> None:
         final = make(Hung(0), lock=Lock([], held=True), backoff=BackoffPolicy(attempts=1))
         with pytest.raises(RefreshError) as info:
             await final.refresh(REALM)
-        assert info.value.reason == LOCK_TIMED_OUT  # one attempt: no retry
+        assert info.value.reason == Reason.LOCK_TIMED_OUT  # one attempt: no retry
 
     run(body())
 
@@ -259,7 +257,7 @@ def test_logout_during_a_hung_attempt_discards_it_at_once() -> None:
         coord.clear()
         with pytest.raises(RefreshError) as info:
             await caller
-        assert info.value.reason == LOGGED_OUT
+        assert info.value.reason == Reason.LOGGED_OUT
         for _ in range(5):
             await asyncio.sleep(0)
         assert refresher.cancelled == 1 and successes == []

@@ -14,6 +14,7 @@ from pyauth_web.sse_policy import (
     Reconnect,
     RefreshAndReconnect,
     SSEPolicy,
+    StreamState,
 )
 
 CEILINGS = [1000, 2000, 4000, 8000, 15000, 15000, 15000]  # attempts 0..6, defaults
@@ -80,9 +81,9 @@ def test_failures_of_every_kind_share_one_sequence() -> None:
     assert policy.on_connect_result(None) == Reconnect(1000)  # network error
     assert policy.on_connect_result(503) == Reconnect(2000)
     assert policy.on_connect_result(200) == Open()
-    assert policy.state == "open"
+    assert policy.state is StreamState.OPEN
     assert policy.on_stream_end() == Reconnect(4000)
-    assert policy.state == "reconnecting"
+    assert policy.state is StreamState.RECONNECTING
     assert policy.on_connect_result(404) == Reconnect(8000)
 
 
@@ -127,11 +128,11 @@ def test_retry_only_block_from_decoder_is_honoured_without_resetting() -> None:
 def test_401_refreshes_once_then_expires() -> None:
     policy = SSEPolicy()
     assert policy.on_connect_result(401) == RefreshAndReconnect(delay_ms=0)
-    assert policy.state == "reconnecting"
-    assert policy.on_connect_result(401) == End("expired")
-    assert policy.state == "expired"
-    assert policy.on_connect_result(200) == End("expired")
-    assert policy.on_stream_end() == End("expired")
+    assert policy.state is StreamState.RECONNECTING
+    assert policy.on_connect_result(401) == End(StreamState.EXPIRED)
+    assert policy.state is StreamState.EXPIRED
+    assert policy.on_connect_result(200) == End(StreamState.EXPIRED)
+    assert policy.on_stream_end() == End(StreamState.EXPIRED)
 
 
 def test_401_event_401_refreshes_twice() -> None:
@@ -140,14 +141,14 @@ def test_401_event_401_refreshes_twice() -> None:
     assert policy.on_connect_result(200) == Open()
     assert policy.on_event(ServerSentEvent(data="x")) is None
     assert policy.on_connect_result(401) == RefreshAndReconnect(0)
-    assert policy.state == "reconnecting"
+    assert policy.state is StreamState.RECONNECTING
 
 
 def test_401_counter_survives_network_errors_but_not_an_accepted_token() -> None:
     policy = SSEPolicy()
     assert policy.on_connect_result(401) == RefreshAndReconnect(0)
     assert isinstance(policy.on_connect_result(None), Reconnect)
-    assert policy.on_connect_result(401) == End("expired")  # the fresh token was rejected
+    assert policy.on_connect_result(401) == End(StreamState.EXPIRED)  # the fresh token was rejected
 
     quiet = SSEPolicy(rng=MaxJitter())  # a long quiet stream, then a new expiry
     assert quiet.on_connect_result(401) == RefreshAndReconnect(0)
@@ -158,28 +159,28 @@ def test_401_counter_survives_network_errors_but_not_an_accepted_token() -> None
 
 def test_410_expires() -> None:
     policy = SSEPolicy()
-    assert policy.on_connect_result(410) == End("expired")
-    assert policy.state == "expired"
+    assert policy.on_connect_result(410) == End(StreamState.EXPIRED)
+    assert policy.state is StreamState.EXPIRED
 
 
 def test_error_event_is_fatal() -> None:
     policy = SSEPolicy()
     policy.on_connect_result(200)
-    assert policy.on_event(ServerSentEvent(event="error", data="bad")) == End("fatal")
-    assert policy.state == "fatal"
-    assert policy.on_stream_end() == End("fatal")
+    assert policy.on_event(ServerSentEvent(event="error", data="bad")) == End(StreamState.FATAL)
+    assert policy.state is StreamState.FATAL
+    assert policy.on_stream_end() == End(StreamState.FATAL)
 
 
 def test_nothing_reconnects_after_close() -> None:
     policy = SSEPolicy()
     policy.on_connect_result(200)
     policy.close()
-    assert policy.state == "closed"
+    assert policy.state is StreamState.CLOSED
     for status in (None, 200, 401, 410, 500):
-        assert policy.on_connect_result(status) == End("closed")
-    assert policy.on_stream_end() == End("closed")
-    assert policy.on_event(ServerSentEvent(data="late")) == End("closed")
-    assert policy.state == "closed"
+        assert policy.on_connect_result(status) == End(StreamState.CLOSED)
+    assert policy.on_stream_end() == End(StreamState.CLOSED)
+    assert policy.on_event(ServerSentEvent(data="late")) == End(StreamState.CLOSED)
+    assert policy.state is StreamState.CLOSED
 
 
 def test_headers() -> None:
@@ -244,3 +245,11 @@ def test_property_delays_capped_and_bounds_non_decreasing(
             assert action.delay_ms >= (bound + 1) // 2
             bounds.append(bound)
     assert bounds == sorted(bounds)
+
+
+def test_state_values_are_what_hosts_see() -> None:
+    # onStateChange in JS receives these strings: they must not change.
+    assert [s.value for s in StreamState] == [
+        "connecting", "open", "reconnecting", "expired", "fatal", "closed"
+    ]
+    assert all(isinstance(s, str) and f"{s}" == s.value for s in StreamState)

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from pyauth_web.ws_rotation import RotationPolicy, RotationTracker, default_is_expiry
+from pyauth_web.ws_rotation import (
+    CloseReason,
+    RotationPolicy,
+    RotationTracker,
+    SocketState,
+    default_is_expiry,
+)
 
 
 class FakeClock:
@@ -16,9 +22,9 @@ class FakeClock:
 def open_tracker(policy: RotationPolicy | None = None) -> tuple[RotationTracker, FakeClock]:
     clock = FakeClock()
     tracker = RotationTracker(policy or RotationPolicy(), clock)
-    assert tracker.state == "connecting"
+    assert tracker.state is SocketState.CONNECTING
     assert tracker.opened() == []
-    assert tracker.state == "open"
+    assert tracker.state is SocketState.OPEN
     return tracker, clock
 
 
@@ -58,8 +64,8 @@ def test_three_rotations_allowed_then_the_fourth_closes() -> None:
         assert rotate(tracker)
         clock.now += 1.0
     assert tracker.begin_rotation() is False
-    assert tracker.state == "closed"
-    assert tracker.closed_reason == "rotation limit"
+    assert tracker.state is SocketState.CLOSED
+    assert tracker.closed_reason is CloseReason.ROTATION_LIMIT
     assert tracker.begin_rotation() is False
 
 
@@ -70,12 +76,12 @@ def test_window_slides() -> None:
         clock.now = start + i
         assert rotate(tracker)
     clock.now = start + 59.5  # all three still inside the window
-    assert not tracker.should_rotate() and tracker.state == "open"
+    assert not tracker.should_rotate() and tracker.state is SocketState.OPEN
     clock.now = start + 61.0  # the first two have left it
     assert rotate(tracker)
     assert rotate(tracker)
     assert tracker.begin_rotation() is False  # start+2, +61, +61, and this one: 4
-    assert tracker.closed_reason == "rotation limit"
+    assert tracker.closed_reason is CloseReason.ROTATION_LIMIT
 
 
 def test_window_boundary_is_exclusive() -> None:
@@ -89,12 +95,12 @@ def test_messages_sent_during_rotation_are_flushed_in_order_once() -> None:
     tracker, _ = open_tracker()
     assert tracker.send("a") == ["a"]
     assert tracker.begin_rotation()
-    assert tracker.state == "rotating"
+    assert tracker.state is SocketState.ROTATING
     assert tracker.send("b") == []
     assert tracker.send("c") == []
     assert tracker.pending == 2
     assert tracker.end_rotation(True) == ["b", "c"]
-    assert tracker.state == "open"
+    assert tracker.state is SocketState.OPEN
     assert tracker.flush() == []
     assert tracker.send("d") == ["d"]
 
@@ -110,7 +116,7 @@ def test_send_while_open_keeps_order_if_driver_has_not_flushed() -> None:
     tracker, _ = open_tracker()
     tracker.begin_rotation()
     tracker.send("b")
-    tracker.state = "open"  # a driver that reopened without flushing
+    tracker.state = SocketState.OPEN  # a driver that reopened without flushing
     assert tracker.send("c") == ["b", "c"]
     assert tracker.flush() == []
 
@@ -134,12 +140,12 @@ def test_bounded_queue_drops_the_oldest_with_a_warning() -> None:
 def test_send_after_close_raises() -> None:
     tracker, _ = open_tracker()
     tracker.close()
-    assert tracker.state == "closed"
-    assert tracker.closed_reason == "closed"
+    assert tracker.state is SocketState.CLOSED
+    assert tracker.closed_reason is CloseReason.CLOSED
     with pytest.raises(RuntimeError, match="socket closed"):
         tracker.send("x")
     assert tracker.opened() == []
-    assert tracker.state == "closed"
+    assert tracker.state is SocketState.CLOSED
 
 
 def test_failed_refresh_closes_and_discards_the_buffer() -> None:
@@ -147,8 +153,8 @@ def test_failed_refresh_closes_and_discards_the_buffer() -> None:
     tracker.begin_rotation()
     tracker.send("lost")
     assert tracker.end_rotation(False) == []
-    assert tracker.state == "closed"
-    assert tracker.closed_reason == "refresh failed"
+    assert tracker.state is SocketState.CLOSED
+    assert tracker.closed_reason is CloseReason.REFRESH_FAILED
     assert tracker.warnings == ["1 unsent message(s) discarded (refresh failed)"]
     assert tracker.flush() == []
     with pytest.raises(RuntimeError):
@@ -186,3 +192,11 @@ def test_custom_predicate_and_validation() -> None:
     for bad in ({"max_rotations": 0}, {"window_s": 0.0}, {"queue_size": 0}):
         with pytest.raises(ValueError):
             RotationPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_state_and_reason_values_are_what_hosts_see() -> None:
+    # onStateChange receives the states; "rotation limit" is a console:auth-error reason.
+    assert [s.value for s in SocketState] == ["connecting", "open", "rotating", "closed"]
+    assert [r.value for r in CloseReason] == [
+        "closed", "rotation limit", "refresh failed", "server closed", "connect failed"
+    ]
