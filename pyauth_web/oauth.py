@@ -390,6 +390,13 @@ class RefreshTokenGrant:
         self.scope = scope
         self._rotations: dict[str, RefreshTokenRotation] = {}
 
+    def carry_over(self, previous: RefreshTokenGrant) -> None:
+        """Keep what ``previous`` (this tab's grant before ``configure()`` replaced it) knows of
+        spent refresh tokens: a token whose reply was lost stays unsendable whatever the new
+        endpoint."""
+        for realm, rotation in previous._rotations.items():
+            self._rotations.setdefault(realm, rotation)
+
     def rotation(self, realm: str) -> RefreshTokenRotation:
         rotation = self._rotations.get(realm)
         if rotation is None:

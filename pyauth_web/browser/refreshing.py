@@ -100,10 +100,12 @@ class Refreshing:
             refresher = url_refresher(options.refresh_url)
         elif options.oauth is not None:
             o = options.oauth
-            self.oauth = OAuthRefresher(
+            oauth_refresher = OAuthRefresher(
                 o.token_endpoint, o.client_id, refresh_tokens, session_token, o.scope
             )
-            refresher = self.oauth
+            if self.oauth is not None:  # never resend what this tab already spent
+                oauth_refresher.grant.carry_over(self.oauth.grant)
+            refresher = self.oauth = oauth_refresher
         old = self.coordinator
         old.cancel_all(Reason.RECONFIGURED)
         self.coordinator = self._coordinator(

@@ -389,3 +389,19 @@ def test_coordinator_with_the_grant_sends_each_refresh_token_once() -> None:
         assert server.seen == ["rt-0", "rt-1"]
 
     asyncio.run(body())
+
+
+def test_a_new_grant_keeps_the_spent_refresh_tokens_of_the_one_it_replaces() -> None:
+    """configure({oauth}) again makes a new grant: a refresh token whose reply was lost stays
+    unsendable (the server may have rotated it)."""
+    server, storage = RotatingServer(), shared_session()
+    tab = Tab(storage, server)
+    exchange = tab.grant.start(REALM, tab.tokens(), "at-0")
+    tab.grant.lost(exchange, Reason.REFRESH_TIMED_OUT)
+    fresh = RefreshTokenGrant(tab.grant.token_endpoint, tab.grant.client_id)
+    fresh.start(REALM, tab.tokens(), "at-0")  # alone, it would send rt-0 again
+    replacement = RefreshTokenGrant(tab.grant.token_endpoint, tab.grant.client_id)
+    replacement.carry_over(tab.grant)
+    with pytest.raises(RefreshError) as info:
+        replacement.start(REALM, tab.tokens(), "at-0")
+    assert (info.value.reason, info.value.retryable) == (Reason.REFRESH_TIMED_OUT, False)
