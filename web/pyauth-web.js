@@ -88,7 +88,7 @@
   }
 
   const sw = 'serviceWorker' in navigator ? navigator.serviceWorker : null;
-  const hello = () => ({ type: MSG.HELLO, app, fp: fingerprint() });
+  const hello = () => ({ type: MSG.HELLO, app, fp: fingerprint(), v: PROTOCOL_VERSION });
   // The registration to message: the one data-sw registers (whatever the page's scope), else
   // whichever covers this page now (the host registers it itself). Never waited for unbounded.
   let registered = null;
@@ -121,11 +121,21 @@
   const outstanding = new Set();
   const waitingAcks = new Map();  // ack id -> {left: workers yet to answer, done()}
   let ackCount = 0;
+  // Version skew (a deploy between this page's load and the worker's): a worker that acks with
+  // another protocol version, or does not ack in time (older workers never did), makes the page
+  // ask the browser once to update the registration. The page never reloads itself.
   let versionWarned = false;
+  let updateAsked = false;
+  function askForUpdate() {
+    if (updateAsked) return;
+    updateAsked = true;
+    currentRegistration().then((reg) => reg && reg.update()).catch(() => {});
+  }
   function acknowledged(id, version) {
     if (version !== PROTOCOL_VERSION && !versionWarned) {
       versionWarned = true;
       console.warn(`pyauth-web: the service worker speaks protocol ${version}, this page ${PROTOCOL_VERSION}: deploy sw.js and pyauth-web.js from the same bundle`);
+      askForUpdate();
     }
     const waiter = waitingAcks.get(id);
     if (waiter && --waiter.left <= 0) waiter.done();
@@ -136,9 +146,9 @@
       if (!reg) return undefined;
       const workers = [...new Set([reg.installing, reg.waiting, reg.active].filter(Boolean))];
       const id = `${app}#${++ackCount}`;
-      const msg = { ...message, app, fp, ack: id };
+      const msg = { ...message, app, fp, ack: id, v: PROTOCOL_VERSION };
       return new Promise((resolve) => {
-        const timer = setTimeout(done, ACK_TIMEOUT_MS);
+        const timer = setTimeout(() => { askForUpdate(); done(); }, ACK_TIMEOUT_MS);
         function done() { clearTimeout(timer); waitingAcks.delete(id); resolve(); }
         waitingAcks.set(id, { left: workers.length, done });
         for (const worker of workers) worker.postMessage(msg);
