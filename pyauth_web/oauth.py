@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
+from .realms import InvalidRealm
 from .refresh import Reason, RefreshError, http_error, is_retryable_status
-from .tokens import InvalidRealm, normalize_realm, normalize_url
+from .tokens import normalize_realm, normalize_url
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # whitespace, controls, backslash

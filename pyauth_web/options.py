@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import oauth, protocol
+from .realms import Canonicaliser, canonical_realm
 from .refresh import BackoffPolicy, check_timeout
 
 OPTIONS = (
@@ -105,10 +106,15 @@ def _oauth(value: object) -> OAuthOptions:
 
 
 def parse_options(
-    opts: Mapping[str, object], *, refresh_timeout: float, lock_timeout: float
+    opts: Mapping[str, object],
+    *,
+    refresh_timeout: float,
+    lock_timeout: float,
+    canonical: Canonicaliser = canonical_realm,
 ) -> Options:
     """Check one ``configure()`` call. ``refresh_timeout`` and ``lock_timeout`` are the values
-    in force (a call may change one of them; the pair must stay ordered)."""
+    in force (a call may change one of them; the pair must stay ordered); ``canonical`` is the
+    realm canonicaliser (the browser's URL parser in the page)."""
     if not isinstance(opts, Mapping):
         raise ValueError(f"configure() takes an object of options, got {opts!r}")
     _check_keys(opts, OPTIONS, "configure()")
@@ -131,6 +137,7 @@ def parse_options(
             f"lockTimeout ({lock_timeout:g} s) must exceed refreshTimeout "
             f"({refresh_timeout:g} s): a tab waiting for the lock must outlast one attempt"
         )
+    redirects = given.get("redirects")
     return Options(
         refresh=refresh if callable(refresh) else None,
         refresh_url=refresh_url,
@@ -140,5 +147,5 @@ def parse_options(
         backoff=backoff(given["retry"]) if "retry" in given else None,
         refresh_timeout=refresh_timeout,
         lock_timeout=lock_timeout,
-        redirects=protocol.check_redirects(given["redirects"]) if "redirects" in given else None,
+        redirects=None if redirects is None else protocol.check_redirects(redirects, canonical),
     )

@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from .tokens import DEFAULT_SKEW_SECONDS, TokenEntry, TokenStore, normalize_realm
+from .realms import Canonicaliser, canonical_realm
+from .tokens import DEFAULT_SKEW_SECONDS, TokenEntry, TokenStore
 
 # Message names: the one place on the Python side.
 HELLO = "hello"
@@ -117,7 +118,9 @@ def redirect_mode(realm: str, overrides: Mapping[str, Redirect] | None = None) -
     return Redirect.FOLLOW if urlsplit(realm).path == "/" else Redirect.ERROR
 
 
-def check_redirects(value: object) -> dict[str, Redirect]:
+def check_redirects(
+    value: object, canonical: Canonicaliser = canonical_realm
+) -> dict[str, Redirect]:
     """``configure({redirects: {realmURL: 'follow'|'error'}})``, canonical realms; raises
     ``ValueError`` naming the bad entry."""
     if not isinstance(value, Mapping):
@@ -131,7 +134,7 @@ def check_redirects(value: object) -> dict[str, Redirect]:
                 f"redirects[{realm!r}] must be 'follow' or 'error', got {mode!r}"
             ) from None
         try:
-            out[normalize_realm(str(realm))] = chosen
+            out[canonical(str(realm))] = chosen
         except ValueError as exc:
             raise ValueError(f"redirects: {exc}") from None
     return out

@@ -20,6 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 
+from .realms import Canonicaliser, canonical_realm, realm_of
+from .realms import InvalidRealm as InvalidRealm  # re-exported: raised by TokenStore
+
 Clock = Callable[[], float]
 
 DEFAULT_SKEW_SECONDS = 60.0
@@ -27,10 +30,6 @@ DEFAULT_STORAGE_KEY = "pyauth-web:session"
 MAX_EXP = 253402300799
 """The largest ``exp`` accepted: 9999-12-31T23:59:59Z (the service worker mirrors it)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class InvalidRealm(ValueError):
-    """A realm URL that cannot be used as a token scope."""
 
 
 class InvalidToken(ValueError):
@@ -62,17 +61,9 @@ def normalize_url(url: str) -> str:
 
 
 def normalize_realm(realm_url: str) -> str:
-    """A realm is an absolute http(s) URL prefix ending in ``/`` with no query or fragment."""
-    try:
-        norm = normalize_url(realm_url)
-    except ValueError as exc:
-        raise InvalidRealm(str(exc)) from exc
-    parts = urlsplit(norm)
-    if parts.query or parts.fragment or not norm.endswith("/"):
-        raise InvalidRealm(
-            f"realm URL must end with '/' and have no query or fragment: {realm_url!r}"
-        )
-    return norm
+    """The canonical form of a realm URL (:func:`pyauth_web.realms.canonical_realm`, the CPython
+    implementation of the browser's rules); raises :class:`InvalidRealm`."""
+    return canonical_realm(realm_url)
 
 
 _DOT_SEGMENT = re.compile(r"(?:\.|%2e){1,2}", re.IGNORECASE)
@@ -142,22 +133,32 @@ class TokenEntry:
 class TokenStore:
     """Tokens by realm, with longest-prefix lookup and skew-aware freshness."""
 
-    def __init__(self, *, clock: Clock = time.time, skew: float = DEFAULT_SKEW_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.time,
+        skew: float = DEFAULT_SKEW_SECONDS,
+        canonical: Canonicaliser = canonical_realm,
+    ) -> None:
+        """``canonical`` turns a realm URL into its canonical form or raises
+        :class:`InvalidRealm`: in the page, the browser's URL parser (the adapter's
+        ``urls.realm``); under CPython, :func:`pyauth_web.realms.canonical_realm`."""
         if skew < 0:
             raise ValueError("skew must be >= 0")
+        self.canonical_realm = canonical
         self.clock = clock
         self.skew = float(skew)
         self._entries: dict[str, TokenEntry] = {}
 
     # -- mutation -------------------------------------------------------------------------
     def set(self, realm_url: str, token: str) -> TokenEntry:
-        realm = normalize_realm(realm_url)
+        realm = self.canonical_realm(realm_url)
         entry = TokenEntry(realm, token, token_expiry(token))
         self._entries[realm] = entry
         return entry
 
     def remove(self, realm_url: str) -> bool:
-        return self._entries.pop(normalize_realm(realm_url), None) is not None
+        return self._entries.pop(self.canonical_realm(realm_url), None) is not None
 
     def clear(self) -> None:
         self._entries.clear()
@@ -177,11 +178,7 @@ class TokenStore:
             return None
         if not is_resolved(norm):
             return None
-        best: str | None = None
-        for realm in self._entries:
-            if norm.startswith(realm) and (best is None or len(realm) > len(best)):
-                best = realm
-        return best
+        return realm_of(norm, self._entries)
 
     def lookup(self, url: str) -> TokenEntry | None:
         """The fresh token for ``url`` (longest prefix), or ``None`` when missing or near expiry."""

@@ -72,7 +72,9 @@ function isRealm(url) {
   if (!isStr(url) || !url.endsWith('/')) return false;
   try {
     const u = new URL(url);
-    return (u.protocol === 'https:' || u.protocol === 'http:') && u.href === url;
+    // The canonical (WHATWG) form of an http(s) URL without credentials, query or fragment.
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.href === url
+      && u.username === '' && u.password === '' && u.search === '' && u.hash === '';
   } catch { return false; }
 }
 

@@ -45,13 +45,25 @@
   let runtime = null;   // the Python runtime (a PyProxy), once ready
   const early = [];     // requests that arrived while Python was booting
 
+  // A realm's canonical form: the browser's URL serialisation of an http(s) URL without
+  // credentials, query or fragment, ending in '/' (the rule of pyauth_web/realms.py); null if
+  // the text is not a usable realm. Request URLs are canonical too: matching is a prefix test.
+  function canonicalRealm(text) {
+    try {
+      const u = new URL(text);
+      const ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.username === ''
+        && u.password === '' && u.search === '' && u.hash === '' && u.href.endsWith('/');
+      return ok ? u.href : null;
+    } catch { return null; }
+  }
+
   function candidateRealms() {
     const realms = [...config.realms];
     try {
       const stored = JSON.parse(localStorage.getItem(config.storageKey) || '{}');
       if (stored && typeof stored === 'object') realms.push(...Object.keys(stored));
     } catch { /* a corrupt value is Python's to report */ }
-    return realms;
+    return realms.map(canonicalRealm).filter((realm) => realm !== null);
   }
 
   let bootFailed = false;

@@ -72,6 +72,7 @@ class PyAuthWeb:
                 opts,
                 refresh_timeout=coordinator.refresh_timeout,
                 lock_timeout=coordinator.lock_timeout,
+                canonical=self.session.store.canonical_realm,
             )
         )
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from pyodide.ffi import JsProxy
 
-from pyauth_web.browser import source
+from pyauth_web.browser import source, urls
 from pyauth_web.browser.api import PyAuthWeb, py
 from pyauth_web.browser.events import Events
 from pyauth_web.browser.session import Session
 from pyauth_web.browser.worker import TokenAnswers, WorkerLink
 from pyauth_web.options import parse_options
-from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore, normalize_realm
+from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore
 
 START_OPTIONS = ("storageKey", "skew", "realms", "refreshURL")
 _current: PyAuthWeb | None = None
@@ -42,11 +42,13 @@ def start(config: Any, post_to_worker: JsProxy) -> PyAuthWeb:
     ):
         events.warn(f"ignoring data-skew {skew!r}: not a number of seconds >= 0")
         skew = None
-    store = TokenStore(skew=DEFAULT_SKEW_SECONDS if skew is None else float(skew))
+    store = TokenStore(
+        skew=DEFAULT_SKEW_SECONDS if skew is None else float(skew), canonical=urls.realm
+    )
     realms: list[str] = []
     for realm in cfg.get("realms") or []:
         try:
-            realms.append(normalize_realm(realm))
+            realms.append(store.canonical_realm(realm))
         except ValueError as exc:
             events.warn(f"ignoring configured realm: {exc}")
     app = cfg.get("storageKey") or DEFAULT_STORAGE_KEY
@@ -59,6 +61,7 @@ def start(config: Any, post_to_worker: JsProxy) -> PyAuthWeb:
                 {"refreshURL": cfg["refreshURL"]},
                 refresh_timeout=coordinator.refresh_timeout,
                 lock_timeout=coordinator.lock_timeout,
+                canonical=store.canonical_realm,
             )
         )
     session.start()

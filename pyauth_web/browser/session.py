@@ -23,7 +23,7 @@ from pyauth_web.browser.timers import RefreshTimers
 from pyauth_web.browser.worker import WorkerLink
 from pyauth_web.options import Options
 from pyauth_web.refresh import Reason, RefreshCoordinator, RefreshError
-from pyauth_web.tokens import TokenStore, normalize_realm
+from pyauth_web.tokens import TokenStore
 
 
 class Session:
@@ -208,7 +208,7 @@ class Session:
         self.events.emit("token-set", realmURL=entry.realm, exp=entry.exp)
 
     def remove_token(self, realm_url: str) -> None:
-        realm = normalize_realm(realm_url)
+        realm = self.store.canonical_realm(realm_url)
         self.store.remove(realm)
         self.coordinator.cancel_all(Reason.LOGGED_OUT)
         self.coordinator.reset(realm)

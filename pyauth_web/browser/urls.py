@@ -14,6 +14,8 @@ from typing import Any
 import js
 from pyodide.ffi import JsException, JsProxy
 
+from pyauth_web.realms import check_realm, rejected
+
 # scheme -> the scheme realms are matched on / a WebSocket is opened with
 _HTTP_SCHEME = {"http:": "http:", "https:": "https:", "ws:": "http:", "wss:": "https:"}
 _WS_SCHEME = {"http:": "ws:", "https:": "wss:", "ws:": "ws:", "wss:": "wss:"}
@@ -48,3 +50,16 @@ def websocket(url: Any) -> str | None:
     ``WebSocket`` constructor does); ``None`` when it does not parse or has another scheme."""
     href = canonical(url)
     return None if href is None else _with_scheme(href, _WS_SCHEME)
+
+
+def realm(text: Any) -> str:
+    """The canonical form of the realm URL ``text``: the browser's URL parser's serialisation
+    (no base: a realm is absolute), checked by :func:`pyauth_web.realms.check_realm`. Raises
+    :class:`~pyauth_web.realms.InvalidRealm` with a one-line message naming ``text``."""
+    if not isinstance(text, str):
+        raise rejected(text, f"must be a string, not {type(text).__name__}")
+    try:
+        href = str(js.URL.new(text).href)
+    except JsException:
+        raise rejected(text, "must be an absolute http(s) URL") from None
+    return check_realm(href, text)

@@ -259,7 +259,7 @@ def realm_app(
     app = web.Application(middlewares=[cors])
     app.router.add_get("/{scope}/go/{name}", redirect)
     app.router.add_get("/img/{name}", image)
-    app.router.add_get("/{scope}/img/{name}", image)  # path-scoped realms, e.g. /app/img/x
+    app.router.add_get("/{scope:.+}/img/{name}", image)  # path-scoped realms: /app/img/x
     app.router.add_route("*", "/api/reject/{key}", reject)
     app.router.add_route("*", "/api/{name}", api)
     app.router.add_route("*", "/{scope}/api/{name}", api)
