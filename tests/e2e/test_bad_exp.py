@@ -7,9 +7,9 @@ import json
 import time
 
 import pytest
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from jwt import api_jws
 from playwright.sync_api import Page
+from support import LOAD_IMAGE, STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
 
 from pyauth_web.tokens import MAX_EXP
 
@@ -19,12 +19,7 @@ window.__timeouts = 0;
 const __setTimeout = window.setTimeout;
 window.setTimeout = function (...args) { window.__timeouts += 1; return __setTimeout.apply(this, args); };
 """
-IMG = """(u) => new Promise((resolve) => {
-  const img = new Image();
-  img.onload = () => resolve(img.naturalWidth > 0);
-  img.onerror = () => resolve(false);
-  img.src = u;
-})"""
+IMG = LOAD_IMAGE
 
 BAD_EXP = {
     "400-digit-int": "9" * 400,
@@ -46,7 +41,7 @@ def raw_jwt(servers: Servers, realm: str, exp_json: str) -> str:
 
 
 def auth_of(servers: Servers, path: str) -> list[str | None]:
-    return [e["auth"] for e in servers.realm_log.for_path(path)]
+    return auth_seen(servers.realm_log, path)
 
 
 @pytest.mark.parametrize("kind", BAD_EXP)

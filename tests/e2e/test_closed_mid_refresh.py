@@ -13,8 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Servers, wait_controlled, wait_ready
-from test_refresh_hardening import Endpoint, wait_until
+from support import Endpoint, Servers, wait_controlled, wait_ready, wait_until
 
 GET = """(u) => { const t0 = performance.now(); return pyauthWeb.getToken(u).then(
   (t) => ({ok: true, value: t, ms: performance.now() - t0}),

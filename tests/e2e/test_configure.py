@@ -3,8 +3,8 @@ naming the input, in the real page, and the previous configuration stays in forc
 
 from __future__ import annotations
 
-from conftest import Servers, wait_ready
 from playwright.sync_api import Page
+from support import Servers, wait_ready
 
 CONFIGURE = "(o) => pyauthWeb.configure(o).then(() => null, (e) => e.message)"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import LOAD_IMAGE, STORAGE_KEY, Servers, wait_controlled, wait_ready
 
 from pyauth_web.protocol import STATE_CACHE
 
@@ -52,12 +52,7 @@ SCAN = """async (needles) => {
   }
   return { found, caches: caches_, dbs };
 }"""
-IMG = """(u) => new Promise((resolve) => {
-  const img = new Image();
-  img.onload = () => resolve(img.naturalWidth > 0);
-  img.onerror = () => resolve(false);
-  img.src = u;
-})"""
+IMG = LOAD_IMAGE
 
 
 def test_after_logout_no_token_is_left_anywhere_the_origin_stores_data(

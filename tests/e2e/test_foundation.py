@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import (
+import pytest
+from playwright.sync_api import BrowserContext, Page
+from support import (
     COUNT_TOKEN_REQUESTS,
+    HELLO_WITH_ACK,
     STORAGE_KEY,
     Servers,
+    auth_seen,
+    open_app,
     stop_service_worker,
     wait_controlled,
-    wait_ready,
 )
-from playwright.sync_api import BrowserContext, Page
 
 FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
 TIMED_FETCH = """async (url) => {
@@ -23,15 +26,8 @@ TIMED_FETCH = """async (url) => {
 }"""
 
 
-def open_app(page: Page, servers: Servers) -> None:
-    page.goto(servers.host + "/t/app.html")
-    wait_ready(page)
-    wait_controlled(page)
-
-
 def bearer(servers: Servers, path: str, log: str = "realm") -> list[str | None]:
-    entries = (servers.realm_log if log == "realm" else servers.other_log).for_path(path)
-    return [e["auth"] for e in entries]
+    return auth_seen(servers.realm_log if log == "realm" else servers.other_log, path)
 
 
 def signed_in_then_worker_stopped(
@@ -65,26 +61,21 @@ def test_token_only_in_local_storage_loads_images_on_first_paint(
     assert page_errors == []
 
 
-def test_worker_restart_keeps_tokens_without_asking(
-    context: BrowserContext, page: Page, servers: Servers, run_id: str
+@pytest.mark.parametrize(
+    "forget",
+    [False, True],
+    ids=["restart-keeps-tokens-without-asking", "cold-start-asks-the-page"],
+)
+def test_worker_restart(
+    context: BrowserContext, page: Page, servers: Servers, run_id: str, forget: bool
 ) -> None:
-    # Memory gone with the worker; its saved state survives.
-    token = signed_in_then_worker_stopped(context, page, servers, forget=False)
-    url = f"{servers.realm}img/restart-{run_id}"
+    # Memory gone with the worker; its saved state survives, unless forgotten too (a cold start:
+    # the worker knows no realm at all, and asks the page).
+    token = signed_in_then_worker_stopped(context, page, servers, forget=forget)
+    url = f"{servers.realm}img/restart-{forget}-{run_id}"
     assert page.evaluate(FETCH_STATUS, url) == 200
-    assert page.evaluate("() => window.__tokenRequests") == []
-    assert bearer(servers, f"/img/restart-{run_id}") == [f"Bearer {token}"]
-
-
-def test_cold_start_asks_the_page(
-    context: BrowserContext, page: Page, servers: Servers, run_id: str
-) -> None:
-    # The worker knows no realm at all now: a cold start.
-    token = signed_in_then_worker_stopped(context, page, servers, forget=True)
-    url = f"{servers.realm}img/cold-{run_id}"
-    assert page.evaluate(FETCH_STATUS, url) == 200
-    assert page.evaluate("() => window.__tokenRequests") == [url]
-    assert bearer(servers, f"/img/cold-{run_id}") == [f"Bearer {token}"]
+    assert page.evaluate("() => window.__tokenRequests") == ([url] if forget else [])
+    assert bearer(servers, f"/img/restart-{forget}-{run_id}") == [f"Bearer {token}"]
 
 
 def test_twenty_concurrent_misses_share_one_round_trip(
@@ -100,12 +91,6 @@ def test_twenty_concurrent_misses_share_one_round_trip(
     assert statuses == [200] * 20
     assert page.evaluate("() => window.__tokenRequests") == [url]
     assert bearer(servers, f"/img/burst-{run_id}") == [f"Bearer {token}"] * 20
-
-
-HELLO_WITH_ACK = """(app) => new Promise((resolve) => {
-  navigator.serviceWorker.addEventListener('message', (e) => { if (e.data && e.data.ack === 'probe') resolve(true); });
-  navigator.serviceWorker.controller.postMessage({type: 'hello', app, ack: 'probe'});
-})"""
 
 
 def test_worker_asks_another_window_when_the_initiator_is_silent(

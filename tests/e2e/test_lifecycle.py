@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from aiohttp import web
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from playwright.sync_api import BrowserContext, Page
+from support import STORAGE_KEY, Servers, wait_controlled, wait_ready
 
 GET_TOKEN = "(u) => pyauthWeb.getToken(u)"
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Servers, wait_ready
 from playwright.sync_api import BrowserContext, Page
+from support import Servers, wait_ready
 
 OP_DIR = Path(__file__).resolve().parents[1] / "oidc"
 CLIENT_ID = "pyauth-web-e2e"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from conftest import Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import Servers, wait_controlled, wait_ready
 
 LOAD = """(u) => new Promise((resolve) => {
   const img = new Image();

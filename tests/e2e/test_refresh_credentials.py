@@ -8,17 +8,10 @@ import json
 from typing import Any
 
 from aiohttp import web
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import REFRESH_KEY, Servers, open_app
 
-REFRESH_KEY = STORAGE_KEY + ":refresh"
 STORED = "(k) => localStorage.getItem(k)"
-
-
-def open_app(page: Page, servers: Servers) -> None:
-    page.goto(servers.host + "/t/app.html")
-    wait_ready(page)
-    wait_controlled(page)
 
 
 def configure_oauth(page: Page, endpoint: str) -> None:

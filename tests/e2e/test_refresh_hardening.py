@@ -10,20 +10,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs
 
 import jwt
 import pytest
-from aiohttp import web
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import REFRESH_KEY, STORAGE_KEY, Endpoint, Servers, open_app, wait_until
 
-REFRESH_KEY = STORAGE_KEY + ":refresh"
 STORED = "(k) => localStorage.getItem(k)"
 SET = "([r, t]) => pyauthWeb.setToken(r, t)"
 SET_WITH_REFRESH = "([r, t, rt]) => pyauthWeb.setToken(r, t, rt)"
@@ -45,89 +41,6 @@ SHORT_DEADLINES = {
 }
 
 
-class Endpoint:
-    """A loopback token endpoint (``/token``, OAuth form) and refresh URL (``/refresh``, JSON)
-    with CORS for credentialed requests. ``mode``: ``"answer"``, ``"hang"`` (accept and never
-    answer) or ``"redirect"`` (307 to ``redirect_to``); ``hang_next`` hangs that many requests
-    first. Every request is recorded (``received``), hung ones whose connection the client
-    closed in ``aborted``."""
-
-    def __init__(self, servers: Servers, mode: str = "answer") -> None:
-        self.servers = servers
-        self.mode = mode
-        self.hang_next = 0
-        self.redirect_to = ""
-        self.received: list[dict[str, Any]] = []
-        self.aborted: list[int] = []
-        self.grants: dict[str, str] = {}  # valid refresh token -> user
-        self._release = asyncio.Event()
-        self._issued = 0
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.origin = servers.thread.serve(app)
-
-    def posts(self) -> list[dict[str, Any]]:
-        return [r for r in self.received if r["method"] == "POST"]
-
-    def refresh_tokens_received(self) -> list[str]:
-        return [
-            parse_qs(r["body"]).get("refresh_token", [""])[0]
-            for r in self.posts()
-            if r["path"] == "/token"
-        ]
-
-    def release(self) -> None:
-        self.servers.thread.loop.call_soon_threadsafe(self._release.set)
-
-    def _cors(self, request: web.Request) -> dict[str, str]:
-        return {
-            "Access-Control-Allow-Origin": request.headers.get("Origin") or "*",
-            "Access-Control-Allow-Credentials": "true",
-            "Access-Control-Allow-Headers": "Content-Type, Accept",
-            "Access-Control-Allow-Methods": "POST",
-            "Cache-Control": "no-store",
-        }
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.text() if request.can_read_body else ""
-        index = len(self.received)
-        self.received.append(
-            {"method": request.method, "path": request.path, "body": body, "t": time.time()}
-        )
-        headers = self._cors(request)
-        if request.method == "OPTIONS":
-            return web.Response(status=204, headers=headers)
-        if self.mode == "redirect":
-            return web.Response(status=307, headers={**headers, "Location": self.redirect_to})
-        if self.mode == "hang" or self.hang_next > 0:
-            self.hang_next = max(0, self.hang_next - 1)
-            while not self._release.is_set():
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    self.aborted.append(index)
-                    break
-                await asyncio.sleep(0.05)
-            return web.json_response({"error": "released"}, status=503, headers=headers)
-        if request.path == "/refresh":
-            realm = json.loads(body or "{}").get("realmURL") or ""
-            token = self.servers.issuer.mint(realm, 300, sub="refresh-url")
-            return web.json_response({"token": token}, headers=headers)
-        form = parse_qs(body)
-        user = self.grants.pop(form.get("refresh_token", [""])[0], None)
-        if user is None:
-            return web.json_response({"error": "invalid_grant"}, status=400, headers=headers)
-        self._issued += 1
-        rotated = f"rt-{user}-{self._issued}"
-        self.grants[rotated] = user
-        reply = {
-            "access_token": self.servers.issuer.mint(self.servers.realm, 300, sub=user),
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "refresh_token": rotated,
-        }
-        return web.json_response(reply, headers=headers)
-
-
 @pytest.fixture
 def endpoints(servers: Servers) -> Iterator[Callable[..., Endpoint]]:
     made: list[Endpoint] = []
@@ -139,12 +52,6 @@ def endpoints(servers: Servers) -> Iterator[Callable[..., Endpoint]]:
     yield make
     for endpoint in made:  # let hung handlers end
         endpoint.release()
-
-
-def open_app(page: Page, servers: Servers) -> None:
-    page.goto(servers.host + "/t/app.html")
-    wait_ready(page)
-    wait_controlled(page)
 
 
 def configure(page: Page, options: dict[str, Any]) -> None:
@@ -182,14 +89,6 @@ def wait_refresh_realms(page: Page, realms: list[str]) -> None:
         arg=[REFRESH_KEY, realms],
         timeout=5_000,
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 START_BOTH = """([u, api]) => {

@@ -13,10 +13,9 @@ from urllib.parse import parse_qs
 
 import jwt
 from aiohttp import web
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import REFRESH_KEY, Servers, wait_controlled, wait_ready
 
-REFRESH_KEY = STORAGE_KEY + ":refresh"
 GET = """(u) => pyauthWeb.getToken(u).then(
   (t) => ({ok: true, value: t}), (e) => ({ok: false, value: String(e && e.message)}))"""
 STORED_REFRESH = "([k, r]) => (JSON.parse(localStorage.getItem(k) || '{}')[r] || {}).refresh_token"

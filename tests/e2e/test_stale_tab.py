@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Servers, wait_controlled, wait_ready
 from playwright.sync_api import BrowserContext, Page
+from support import Servers, wait_controlled, wait_ready
 
 from pyauth_web.demo.servers import RealmLog, realm_app
 

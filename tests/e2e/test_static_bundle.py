@@ -10,8 +10,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from conftest import Servers, serve_broken_bundle, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import Servers, serve_broken_bundle, wait_controlled, wait_ready
 
 HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <script src="/pyauth/pyauth-web.js" data-sw="/sw.js" data-realms="{realm}"></script>

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Servers, wait_ready
 from playwright.sync_api import Page
+from support import Servers, wait_ready
 
 OPEN_STREAM = """([url, stopAt]) => new Promise((resolve) => {
   window.__sse = []; window.__states = []; window.__resyncs = 0;

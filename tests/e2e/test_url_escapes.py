@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import Servers, open_app
 
 # Each replaces the "/" after "app": the raw URL starts with the realm's spelling
 # ".../app/", the browser sends ".../app-evil/...".
@@ -56,10 +56,7 @@ SOCKET = """async ([u, tokenIn]) => {
 
 @pytest.fixture
 def app_page(page: Page, servers: Servers) -> Page:
-    page.goto(servers.host + "/t/app.html")
-    wait_ready(page)
-    wait_controlled(page)
-    return page
+    return open_app(page, servers)
 
 
 def realm_app(servers: Servers) -> str:

@@ -9,21 +9,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import PAGES, Servers, wait_controlled, wait_ready
+from support import LOAD_IMAGE, PAGES, Servers, auth_seen, wait_controlled, wait_ready
 
 from pyauth_web.demo.servers import host_app
 from pyauth_web.protocol import PROTOCOL_VERSION
 
 FIXTURES = Path(__file__).with_name("fixtures")
 ROOT = Path(__file__).resolve().parents[2]
-IMG = """(u) => new Promise((resolve) => {
-  const img = new Image();
-  img.onload = () => resolve(img.naturalWidth > 0);
-  img.onerror = () => resolve(false);
-  img.src = u;
-})"""
+IMG = LOAD_IMAGE
 ACK_VERSION = """() => new Promise((resolve) => {
-  const ch = new MessageChannel();
   navigator.serviceWorker.addEventListener('message', function on(e) {
     if (e.data && e.data.type === 'ack' && e.data.ack === 'probe') {
       navigator.serviceWorker.removeEventListener('message', on); resolve(e.data.v);
@@ -45,6 +39,21 @@ def deployable_host(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple
     return host, root / "sw.js"
 
 
+def wait_for_worker_version(page: Any, version: int) -> None:
+    """Until the worker controlling the page acknowledges with protocol ``version``."""
+    page.wait_for_function(
+        """(v) => new Promise((resolve) => {
+          navigator.serviceWorker.addEventListener('message', (e) => {
+            if (e.data && e.data.type === 'ack' && e.data.v === v) resolve(true);
+          });
+          navigator.serviceWorker.controller.postMessage({type: 'hello', app: 'x', ack: 'p'});
+          setTimeout(() => resolve(false), 500);
+        })""",
+        arg=version,
+        timeout=15_000,
+    )
+
+
 def navigations(page: Any) -> list[str]:
     seen: list[str] = []
     page.on("framenavigated", lambda f: seen.append(f.url) if f == page.main_frame else None)
@@ -52,7 +61,7 @@ def navigations(page: Any) -> list[str]:
 
 
 def authenticated(servers: Servers, path: str) -> list[str | None]:
-    return [e["auth"] for e in servers.realm_log.for_path(path)]
+    return auth_seen(servers.realm_log, path)
 
 
 def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
@@ -75,14 +84,7 @@ def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
                   ["pyauth-web:session", f'{{"{servers.realm}": "{token}"}}'])
     page.goto(f"{host}/t/app.html")
     wait_ready(page)
-    page.wait_for_function(f"""() => new Promise((resolve) => {{
-      const ch = new MessageChannel();
-      navigator.serviceWorker.addEventListener('message', (e) => {{
-        if (e.data && e.data.type === 'ack' && e.data.v === {PROTOCOL_VERSION}) resolve(true);
-      }});
-      navigator.serviceWorker.controller.postMessage({{type: 'hello', app: 'x', ack: 'p'}});
-      setTimeout(() => resolve(false), 500);
-    }})""", timeout=15_000)
+    wait_for_worker_version(page, PROTOCOL_VERSION)
     assert page.evaluate(ACK_VERSION) == PROTOCOL_VERSION  # the new worker controls the page
     path = f"/img/skew-new-page-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
@@ -112,13 +114,7 @@ def test_a_page_meeting_a_newer_worker_warns_once_and_keeps_working(
     sw_file.write_text(current.replace(f"const PROTOCOL_VERSION = {PROTOCOL_VERSION};",
                                        f"const PROTOCOL_VERSION = {newer};"))
     page.evaluate("() => navigator.serviceWorker.getRegistration().then((r) => r.update())")
-    page.wait_for_function(f"""() => new Promise((resolve) => {{
-      navigator.serviceWorker.addEventListener('message', (e) => {{
-        if (e.data && e.data.type === 'ack' && e.data.v === {newer}) resolve(true);
-      }});
-      navigator.serviceWorker.controller.postMessage({{type: 'hello', app: 'x', ack: 'p'}});
-      setTimeout(() => resolve(false), 500);
-    }})""", timeout=15_000)
+    wait_for_worker_version(page, newer)
     page.evaluate("() => pyauthWeb.reload()")  # any message: acks now carry the newer version
     skew = [w for w in warnings if "speaks protocol" in w]
     assert len(skew) == 1 and f"protocol {newer}" in skew[0], warnings

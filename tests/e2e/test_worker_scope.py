@@ -15,15 +15,18 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from conftest import (
+from playwright.sync_api import Page
+from support import (
+    HELLO_WITH_ACK,
     STATE_CACHE,
     STORAGE_KEY,
     Servers,
+    auth_seen,
+    open_app,
     serve_broken_bundle,
     wait_controlled,
     wait_ready,
 )
-from playwright.sync_api import Page
 
 FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
 # The `sub` of the token the realm saw (null when the request was not authenticated).
@@ -43,11 +46,6 @@ WORKER_STATUS = """async ([url, ticket]) => {
   worker.terminate();
   return status;
 }"""
-HELLO_WITH_ACK = """(app) => new Promise((resolve) => {
-  navigator.serviceWorker.addEventListener('message', (e) => { if (e.data && e.data.ack === 'probe') resolve(true); });
-  navigator.serviceWorker.startMessages();
-  navigator.serviceWorker.controller.postMessage({type: 'hello', app, ack: 'probe'});
-})"""
 SAVED_STATE = """async (name) => {
   const cache = await caches.open(name);
   const out = [];
@@ -57,14 +55,12 @@ SAVED_STATE = """async (name) => {
 
 
 def auth_of(servers: Servers, path: str) -> list[str | None]:
-    return [e["auth"] for e in servers.realm_log.for_path(path)]
+    return auth_seen(servers.realm_log, path)
 
 
-def open_app(page: Page, servers: Servers, key: str = STORAGE_KEY, realms: str = "") -> None:
+def open_keyed_app(page: Page, servers: Servers, key: str = STORAGE_KEY, realms: str = "") -> None:
     query = urllib.parse.urlencode({"key": key, "realms": realms or servers.realm})
-    page.goto(f"{servers.host}/t/app-key.html?{query}")
-    wait_ready(page)
-    wait_controlled(page)
+    open_app(page, servers, f"app-key.html?{query}")
 
 
 def set_token(page: Page, realm: str, token: str, api: str = "pyauthWeb") -> None:
@@ -76,7 +72,7 @@ def test_pages_and_workers_without_the_runtime_get_no_token(
     new_page: Any, servers: Servers, run_id: str, page_errors: list[str]
 ) -> None:
     app = new_page()
-    open_app(app, servers)
+    open_keyed_app(app, servers)
     token = servers.token()
     set_token(app, servers.realm, token)
     plain = new_page()  # same origin, in the worker's scope, never loaded pyauth-web
@@ -112,8 +108,8 @@ def test_host_storage_writes_reach_the_worker_and_logout_sticks(
     new_page: Any, servers: Servers, run_id: str
 ) -> None:
     tab_a, tab_b = new_page(), new_page()
-    open_app(tab_a, servers)
-    open_app(tab_b, servers)
+    open_keyed_app(tab_a, servers)
+    open_keyed_app(tab_b, servers)
     alice = servers.issuer.mint(servers.realm, 300, sub="alice")
     set_token(tab_a, servers.realm, alice)
     who = f"{servers.realm}api/who-{run_id}"
@@ -136,7 +132,7 @@ def test_host_storage_writes_reach_the_worker_and_logout_sticks(
 def test_same_tab_host_write_is_followed_after_reload(
     page: Page, servers: Servers, run_id: str
 ) -> None:
-    open_app(page, servers)
+    open_keyed_app(page, servers)
     set_token(page, servers.realm, servers.issuer.mint(servers.realm, 300, sub="alice"))
     who = f"{servers.realm}api/who-same-{run_id}"
     assert page.evaluate(WHO, who) == "alice"
@@ -154,7 +150,7 @@ def test_redirects_follow_the_realm_redirect_mode(
     page: Page, servers: Servers, run_id: str
 ) -> None:
     realm = servers.realm + "app/"
-    open_app(page, servers, realms=realm)
+    open_keyed_app(page, servers, realms=realm)
     token = servers.token(realm=realm)
     set_token(page, realm, token)
     outside, inside = f"/app-evil/img/out-{run_id}", f"/app/img/in-{run_id}"
@@ -197,8 +193,8 @@ def test_two_apps_in_two_tabs_keep_their_users_apart(
     shared = servers.realm + "s/"
     own_a, own_b = servers.realm + "a/", servers.realm + "b/"
     tab_a, tab_b = new_page(), new_page()
-    open_app(tab_a, servers, key="app-a", realms=f"{shared} {own_a}")
-    open_app(tab_b, servers, key="app-b", realms=f"{shared} {own_b}")
+    open_keyed_app(tab_a, servers, key="app-a", realms=f"{shared} {own_a}")
+    open_keyed_app(tab_b, servers, key="app-b", realms=f"{shared} {own_b}")
     set_token(tab_a, shared, servers.issuer.mint(shared, 300, sub="alice"))
     set_token(tab_a, own_a, servers.issuer.mint(own_a, 300, sub="alice-a"))
     set_token(tab_b, shared, servers.issuer.mint(shared, 300, sub="bob"))
@@ -261,7 +257,7 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
 ) -> None:
     for i in range(4):
         page = new_page()
-        open_app(page, servers)
+        open_keyed_app(page, servers)
         token = servers.issuer.mint(servers.realm, 300, sub=f"user-{i}")
         set_token(page, servers.realm, token)
         path = f"/img/deploy-{i}-{run_id}"
@@ -320,7 +316,7 @@ def test_host_writes_made_without_a_runtime_tab_never_bring_back_the_old_user(
     new_page: Any, servers: Servers, run_id: str
 ) -> None:
     app = new_page()
-    open_app(app, servers)
+    open_keyed_app(app, servers)
     alice = servers.issuer.mint(servers.realm, 300, sub="alice")
     set_token(app, servers.realm, alice)
     app.close()  # no runtime tab is open from here on
@@ -385,8 +381,8 @@ def test_host_logout_written_to_storage_removes_the_refresh_token(
     new_page: Any, servers: Servers
 ) -> None:
     tab_a, tab_b = new_page(), new_page()
-    open_app(tab_a, servers)
-    open_app(tab_b, servers)
+    open_keyed_app(tab_a, servers)
+    open_keyed_app(tab_b, servers)
     tab_a.evaluate(
         "(e) => pyauthWeb.configure({oauth: {tokenEndpoint: e, clientId: 'spa'}})",
         servers.host + "/oauth-token",

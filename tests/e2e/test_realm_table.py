@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from conftest import STORAGE_KEY, Servers, wait_controlled, wait_ready
 from playwright.sync_api import Page
+from support import STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
 
 TABLE = json.loads((Path(__file__).parents[1] / "realm_cases.json").read_text())["cases"]
 SET = "([r, t]) => pyauthWeb.setToken(r, t).then(() => null, (e) => e.message)"
@@ -51,7 +51,7 @@ def test_the_runtime_follows_the_table(page: Page, servers: Servers, run_id: str
 
 
 def logged_auth(servers: Servers, url: str) -> list[str | None]:
-    return [e["auth"] for e in servers.realm_log.for_path(unquote(urlsplit(url).path))]
+    return auth_seen(servers.realm_log, unquote(urlsplit(url).path))
 
 
 def test_images_load_under_every_accepted_spelling(
