@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
-from .realms import InvalidRealm
+from .realms import InvalidRealm, check_realm
 from .refresh import Reason, RefreshError, http_error, is_retryable_status
-from .tokens import normalize_realm, normalize_url
+from .tokens import normalize_url
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # whitespace, controls, backslash
@@ -294,9 +294,8 @@ class RefreshTokenMap:
     def _entry(realm: object, value: object) -> tuple[str, str] | None:
         if not isinstance(realm, str) or not isinstance(value, dict):
             return None
-        try:
-            if normalize_realm(realm) != realm:
-                return None
+        try:  # keys are written canonical (by the browser's URL parser); looked up exactly
+            check_realm(realm)
         except InvalidRealm:
             return None
         token, digest = value.get("refresh_token"), value.get("session")

@@ -405,3 +405,19 @@ def test_a_new_grant_keeps_the_spent_refresh_tokens_of_the_one_it_replaces() -> 
     with pytest.raises(RefreshError) as info:
         replacement.start(REALM, tab.tokens(), "at-0")
     assert (info.value.reason, info.value.retryable) == (Reason.REFRESH_TIMED_OUT, False)
+
+
+def test_refresh_tokens_are_kept_under_any_browser_canonical_realm() -> None:
+    """Keys are written in the browser's canonical form; one the CPython rule would refuse to
+    canonicalise itself (``^`` in the path) is still a valid key. Non-realm keys are dropped."""
+    tokens = RefreshTokenMap()
+    for realm in ("https://a.example/a^b/", "https://xn--bcher-kva.example/"):
+        tokens.set(realm, "rt", "at")
+    raw = tokens.dumps()
+    assert raw is not None
+    data = json.loads(raw)
+    data["https://a.example/?q=1"] = data["https://a.example/a^b/"]  # not a realm: dropped
+    again = RefreshTokenMap.loads(json.dumps(data))
+    assert again.for_session("https://a.example/a^b/", "at") == "rt"
+    assert again.for_session("https://xn--bcher-kva.example/", "at") == "rt"
+    assert again.dropped == 1
