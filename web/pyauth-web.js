@@ -41,6 +41,30 @@
   };
   const app = config.storageKey;  // the worker keeps each app's tokens apart by this name
 
+  // Trusted Types: the loader's only sinks are script URLs (its bundle's scripts, and the worker
+  // given to `register`). With Trusted Types enforced they go through one named policy,
+  // 'pyauth-web', which yields only URLs inside the bundle (the loader's own directory) and the
+  // configured worker URL, and throws for anything else. Pyodide loads its modules with
+  // `import()`, which is not a Trusted Types sink.
+  const scriptPolicy = (() => {
+    const tt = /** @type {any} */ (window).trustedTypes;
+    if (!tt || typeof tt.createPolicy !== 'function') return null;
+    try {
+      return tt.createPolicy('pyauth-web', {
+        createScriptURL: (/** @type {string} */ url) => {
+          const href = new URL(url, location.href).href;
+          if (href.startsWith(base) || (config.sw !== null && href === config.sw)) return href;
+          throw new TypeError(`pyauth-web: not a script of this bundle: ${href}`);
+        },
+      });
+    } catch (err) {  // the page's CSP does not allow the policy name
+      console.error("pyauth-web: cannot create the Trusted Types policy 'pyauth-web' (add it to the CSP's trusted-types directive):", err);
+      return null;
+    }
+  })();
+  /** @param {string} url @returns {any} a TrustedScriptURL where Trusted Types exist */
+  const scriptURL = (url) => (scriptPolicy ? scriptPolicy.createScriptURL(url) : url);
+
   // --- service-worker requests, from the first moment ---------------------------------------
   let runtime = null;   // the Python runtime (a PyProxy), once ready
   const early = [];     // requests that arrived while Python was booting
@@ -110,7 +134,7 @@
     if (sw.controller) sw.controller.postMessage(hello());  // before the page's first request, if we can
     sw.addEventListener('controllerchange', () => { if (sw.controller) sw.controller.postMessage(hello()); });
     if (config.sw !== null) {
-      registered = sw.register(config.sw, config.swScope ? { scope: config.swScope } : undefined)
+      registered = sw.register(scriptURL(config.sw), config.swScope ? { scope: config.swScope } : undefined)
         .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
     }
   }
@@ -211,7 +235,7 @@
   function loadScript(path) {
     return new Promise((resolve, reject) => {
       const el = document.createElement('script');
-      el.src = base + path;
+      el.src = scriptURL(base + path);
       el.onload = resolve;
       el.onerror = () => reject(new Error(`pyauth-web: missing bundle asset ${el.src}`));
       document.head.appendChild(el);

@@ -129,8 +129,19 @@ def host_app(
     issuer: Issuer,
     page_vars: dict[str, str] | None = None,
     extra_dirs: dict[str, Path] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Application:
-    app = web.Application()
+    """The host origin: the bundle under ``/pyauth/``, ``/sw.js``, the demo page, a token issuer
+    and refresh URL, and ``extra_dirs`` (e.g. test pages under ``/t/``). ``headers`` are added to
+    every response (a test host serving a Content-Security-Policy, for instance)."""
+
+    @web.middleware
+    async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers.update(headers or {})
+        return response
+
+    app = web.Application(middlewares=[add_headers] if headers else [])
     page_vars = page_vars or {}
 
     async def service_worker(request: web.Request) -> web.StreamResponse:
