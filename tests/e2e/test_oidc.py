@@ -149,3 +149,53 @@ def test_tabs_refresh_through_a_real_provider_without_invalid_grant(
                               arg=[servers.realm, current], timeout=5_000)
         assert tab.evaluate("() => window.__authErrors") == []
     print(f"oidc: {len(refreshes)} refresh grants in {elapsed:.1f} s across {len(tabs)} tabs")
+
+
+def test_a_tab_closed_while_its_refresh_is_at_the_provider(
+    context: BrowserContext, new_page: Any, provider: Provider, servers: Servers
+) -> None:
+    """Issue 10 item 5, with the real provider's rotation: tab A's refresh request reaches the
+    provider (which rotates the refresh token) and A closes before the answer arrives. The new
+    refresh token is lost with A. Defined outcome: the next tab to refresh presents the old
+    refresh token, the provider sees it reused, refuses (``invalid_grant``) and revokes the
+    grant, and that tab ends the episode with exactly one ``console:auth-error`` — bounded, no
+    retry loop; the user signs in again."""
+    tokens = sign_in(new_page(external="block"), provider, servers)
+    setup = ("([endpoint, clientId]) => pyauthWeb.configure("
+             "{oauth: {tokenEndpoint: endpoint, clientId}, skew: 30, jitter: 0})")  # stale at once
+    a, b = new_page(), new_page()
+    for tab in (a, b):
+        tab.goto(servers.host + "/t/app.html")
+        wait_ready(tab)
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # forward to the provider, never give A the answer
+        held.append(route.fetch())
+
+    a.route(f"{provider.issuer}/token", hold)
+    since = time.time()
+    a.evaluate(setup, [f"{provider.issuer}/token", CLIENT_ID])
+    a.evaluate("([r, t, rt]) => pyauthWeb.setToken(r, t, rt)",
+               [servers.realm, tokens["access_token"], tokens["refresh_token"]])
+    deadline = time.monotonic() + 15
+    while not held and time.monotonic() < deadline:  # A's proactive refresh, at the provider
+        a.wait_for_timeout(100)
+    assert held and held[0].status == 200  # the provider rotated the refresh token
+    assert provider.wait_for("grant.success", 1, since)
+    a.close()  # the rotated refresh token is lost with the tab
+
+    t0 = time.monotonic()
+    b.evaluate(setup, [f"{provider.issuer}/token", CLIENT_ID])  # B refreshes now (stale)
+    b.wait_for_function("() => window.__authErrors.length > 0", timeout=20_000)
+    settled = time.monotonic() - t0
+    errors = b.evaluate("() => window.__authErrors")
+    assert len(errors) == 1 and errors[0]["reason"] == "invalid_grant", errors
+    assert provider.wait_for("grant.revoked", 1, since)  # reuse detected: the grant is gone
+    result = b.evaluate("""(u) => pyauthWeb.getToken(u).then(
+        (t) => 'token', (e) => String(e.message))""", servers.realm)
+    assert "invalid_grant" in result  # the episode stays failed: no new request, no loop
+    b.wait_for_timeout(1000)
+    assert len(b.evaluate("() => window.__authErrors")) == 1
+    refusals = provider.grants("grant.error", since)
+    assert 1 <= len(refusals) <= 2, provider.events  # one refusal, no retry loop
+    print(f"oidc closed mid-refresh: B settled in {settled:.1f} s with one auth error")
