@@ -80,6 +80,7 @@ PENDING_BUDGET_MS = 3000
 ASK_OTHERS_AFTER_MS = 100  # below ANSWER_BUDGET_MS: other windows get a chance to answer
 ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a worker's ack
 STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
+HANDOFF_CACHE = "pyauth-web-handoff-v1"  # which token a tab's refresh replaced (pages only)
 MAX_URL_LENGTH = 8192
 
 

@@ -73,6 +73,9 @@ Refresher = Callable[[str], Awaitable[str]]
 Sleep = Callable[[float], Awaitable[None]]
 RealmLock = Callable[[str], AbstractAsyncContextManager[object]]
 Reread = Callable[[str], Awaitable[str | None]]
+OnSuccess = Callable[[str, str], Awaitable[None] | None]
+"""``on_success(realm, token)``: store a new token. It may return an awaitable, which is awaited
+before the cross-tab lock is released (for writes that other tabs must see once they hold it)."""
 Deadline = Callable[[float], AbstractAsyncContextManager[object]]
 """``deadline(seconds)``: an async context that raises ``TimeoutError`` when its body runs
 longer (cancelling it); :func:`asyncio.timeout` by default, injectable for tests."""
@@ -263,13 +266,13 @@ class RefreshCoordinator:
 
     ``on_success(realm, token)`` runs inside the lock, before the callers resume, so it is the
     place to store the token where sibling tabs will find it (it also runs for a token adopted
-    from a sibling tab). If it raises ``RefreshError(reason="logged out")`` the result is
-    discarded as after :meth:`clear` (the session vanished from shared storage); any other
-    exception fails the flight (non-retryable) like a refresher error would. ``refresher``
-    should raise :class:`RefreshError` (see :func:`network_error`, :func:`http_error`); any
-    other exception ends the episode as a non-retryable failure. A hook (``on_failure``) that
-    raises surfaces in the event loop's exception handler; the callers are already settled by
-    then.
+    from a sibling tab); when it returns an awaitable, the lock is held until that ends. If it
+    raises ``RefreshError(reason="logged out")`` the result is discarded as after :meth:`clear`
+    (the session vanished from shared storage); any other exception fails the flight (non-
+    retryable) like a refresher error would. ``refresher`` should raise :class:`RefreshError`
+    (see :func:`network_error`, :func:`http_error`); any other exception ends the episode as a
+    non-retryable failure. A hook (``on_failure``) that raises surfaces in the event loop's
+    exception handler; the callers are already settled by then.
     """
 
     def __init__(
@@ -285,7 +288,7 @@ class RefreshCoordinator:
         is_fresh: Callable[[str], bool] | None = None,
         skew: float = DEFAULT_SKEW_SECONDS,
         on_failure: Callable[[RefreshError], None] | None = None,
-        on_success: Callable[[str, str], None] | None = None,
+        on_success: OnSuccess | None = None,
         refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         deadline: Deadline = asyncio.timeout,
@@ -446,7 +449,9 @@ class RefreshCoordinator:
             token = await self._obtain(realm, flight.stale_token)
             if self._on_success is not None and self._current(realm, flight):
                 try:
-                    self._on_success(realm, token)
+                    stored = self._on_success(realm, token)
+                    if stored is not None:  # an async hook: still under the lock until it ends
+                        await stored
                 except RefreshError:
                     raise
                 except Exception as exc:

@@ -9,8 +9,10 @@ Headers: Any
 Object: Any
 Promise: Any
 Request: Any
+Response: Any
 URL: Any
 WebSocket: Any
+caches: Any
 console: Any
 document: Any
 fetch: Any

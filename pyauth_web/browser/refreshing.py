@@ -27,6 +27,7 @@ from pyauth_web.refresh import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_REFRESH_TIMEOUT,
     BackoffPolicy,
+    OnSuccess,
     Reason,
     RefreshCoordinator,
     Refresher,
@@ -44,7 +45,7 @@ class Refreshing:
         events: Events,
         *,
         reread: Reread,
-        on_success: Callable[[str, str], None],
+        on_success: OnSuccess,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
     ) -> None:
         self.app = app

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pyauth_web import protocol
-from pyauth_web.browser import urls
+from pyauth_web.browser import handoff, urls
 from pyauth_web.browser.events import Events
 from pyauth_web.browser.refreshing import Refreshing
 from pyauth_web.browser.storage import SessionStorage
@@ -40,7 +40,8 @@ class Session:
         self.realms = realms  # the configured realms (the worker asks for their origins)
         self.worker = worker
         self.events = events
-        self.storage = SessionStorage(app, store, events.warn)
+        lag = lambda realm: events.emit("storage-lag", realmURL=realm)  # noqa: E731
+        self.storage = SessionStorage(app, store, events.warn, handoff.Handoff(app), lag)
         self.redirects: dict[str, protocol.Redirect] = {}  # the host's overrides, by realm
         self.refreshes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -120,7 +121,7 @@ class Session:
         return self.refreshing.coordinator
 
     def token_of(self, realm: str) -> str | None:
-        return self.refreshing.token_of(realm)
+        return self.storage.token(realm)
 
     def can_refresh(self, realm: str) -> bool:
         return self.refreshing.can_refresh(realm)
@@ -128,21 +129,22 @@ class Session:
     async def refresh(self, realm: str, stale: str | None = None) -> str:
         return await self.refreshing.refresh(realm, stale)
 
-    async def _reread(self, realm: str) -> str | None:
-        self._load()
-        return self.token_of(realm)
+    async def _reread(self, realm: str) -> str | None:  # under the lock; awaits a sibling's
+        token = await self.storage.reread(realm)
+        self.timers.plan_all()
+        return token
 
     def session_token(self, realm: str) -> str | None:
-        """The realm's access token in shared storage now (the OAuth refresher checks that a
-        refresh token belongs to it; called under the cross-tab lock)."""
+        """The realm's stored access token now (OAuth pairs refresh tokens with it)."""
         self._load()
         return self.token_of(realm)
 
-    def _refreshed(self, realm: str, token: str) -> None:
-        """Store a refreshed token (runs under the cross-tab lock)."""
+    def _refreshed(self, realm: str, token: str) -> Coroutine[Any, Any, None] | None:
+        """Store a refreshed token (under the cross-tab lock, held until the hand-off ends)."""
         self._load()
         if realm not in self.store.entries():  # logged out in another tab meanwhile
             raise RefreshError(realm, Reason.LOGGED_OUT)
+        replaced = self.token_of(realm)
         entry = self.store.set(realm, token)
         self.storage.persist()
         self.refreshes += 1
@@ -151,6 +153,9 @@ class Session:
         self.timers.schedule()
         self.events.emit("token-refreshed", realmURL=realm, exp=entry.exp)
         self.events.refreshed(realm)
+        if replaced is None or replaced == token:  # a sibling's token: nothing replaced
+            return None
+        return self.storage.handoff.replaced(realm, replaced)
 
     # -- changes ------------------------------------------------------------------------------
     def _load(self) -> None:

@@ -8,22 +8,34 @@ tokens out (:class:`~pyauth_web.browser.refreshers.RefreshTokenStorage`, same ap
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import js
 from pyodide.ffi.wrappers import add_event_listener
 
+from pyauth_web.browser import handoff
 from pyauth_web.browser.refreshers import RefreshTokenStorage, refresh_key
 from pyauth_web.tokens import TokenStore
 
 
 class SessionStorage:
-    def __init__(self, key: str, store: TokenStore, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        key: str,
+        store: TokenStore,
+        warn: Callable[[str], None],
+        hand: handoff.Handoff,
+        on_lag: Callable[[str], None],
+    ) -> None:
         self.key = key
         self.store = store
+        self.handoff = hand
+        self._on_lag = on_lag  # told when this tab waits for a sibling's token
         self._warn = warn
         self._raw: str | None = None  # the stored session as last read or written
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def read_raw(self) -> str | None:
         raw = js.localStorage.getItem(self.key)
@@ -40,6 +52,24 @@ class SessionStorage:
         problems = self.store.loads(self._raw)
         if problems and report:
             self._warn("; ".join(problems))
+
+    def token(self, realm: str) -> str | None:
+        entry = self.store.entries().get(realm)
+        return entry.token if entry else None
+
+    async def reread(self, realm: str) -> str | None:
+        """Load the stored session and return the realm's token, read under the cross-tab lock.
+        When a sibling's refresh has replaced the token this tab reads (its copy of storage
+        lags: see :mod:`~pyauth_web.browser.handoff`), wait for the new one first (bounded)."""
+        self.load()
+        token = self.token(realm)
+        if token is not None and await self.handoff.was_replaced(realm, token):
+            self.load()  # the storage event may have come meanwhile
+            if self.token(realm) == token:
+                self._on_lag(realm)
+                await self.next_change(handoff.WAIT)
+                self.load()
+        return self.token(realm)
 
     def persist(self) -> None:
         if self.store.entries():
@@ -62,5 +92,22 @@ class SessionStorage:
             if isinstance(event.key, str) and event.key != self.key:
                 return
             callback()
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
         add_event_listener(js.window, "storage", on_storage)
+
+    async def next_change(self, timeout: float) -> bool:
+        """Wait for another tab's next change of the session (its ``storage`` event), at most
+        ``timeout`` seconds; whether it came."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.discard(waiter)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page
-from support import Servers, wait_ready
+from support import Servers, wait_ready, wait_until
 
 OPEN_STREAM = """([url, stopAt]) => new Promise((resolve) => {
   window.__sse = []; window.__states = []; window.__resyncs = 0;
@@ -145,9 +145,15 @@ def test_websocket_rotates_on_token_expired_and_caps_rotations(
     assert len(connects) == 4 and all(e["valid"] for e in connects)
     assert len({e["auth"] for e in connects}) == 4  # a freshly refreshed token each time
     assert len(servers.issuer.refreshes(since)) == 3
-    bodies = [e["body"] for e in ws_entries(servers, "/ws/message", since)]
-    swaps = [b for b in bodies if str(b).startswith("during-swap")]
-    assert len(swaps) == 3 and len(set(swaps)) == 3  # each buffered message arrived once
+
+    def swaps() -> list[str]:
+        bodies = [e["body"] for e in ws_entries(servers, "/ws/message", since)]
+        return [str(b) for b in bodies if str(b).startswith("during-swap")]
+
+    # The buffered message goes out on the new socket as it opens: the server logs it a moment
+    # after the page reports 'open'.
+    wait_until(lambda: len(swaps()) >= 3, 5, "the third buffered message at the server")
+    assert len(swaps()) == 3 and len(set(swaps())) == 3  # each buffered message arrived once
     # The 4th rotation within 60 s ends the socket: terminal 'closed', one auth error.
     app_page.evaluate("() => window.__socket.send(JSON.stringify({cmd: 'expire'}))")
     app_page.wait_for_function("() => window.__wsStates[window.__wsStates.length - 1] === 'closed'")

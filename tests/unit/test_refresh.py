@@ -502,6 +502,40 @@ def test_refresh_runs_inside_the_realm_lock() -> None:
     run(body())
 
 
+def test_an_async_on_success_ends_before_the_lock_is_released() -> None:
+    """The hook's awaitable (a write other tabs must see once they hold the lock) is awaited
+    inside the lock; when it raises "logged out" the result is discarded as usual."""
+
+    async def body() -> None:
+        log: list[tuple[str, str]] = []
+
+        async def refresher(realm: str) -> str:
+            return "new"
+
+        async def stored(token: str) -> None:
+            await asyncio.sleep(0)
+            log.append(("stored", token))
+
+        coord = coordinator(
+            refresher, lock=FakeLock(log), on_success=lambda realm, token: stored(token)
+        )
+        assert await coord.refresh(REALM) == "new"
+        assert log == [("enter", REALM), ("stored", "new"), ("exit", REALM)]
+
+        async def gone(realm: str) -> None:
+            raise RefreshError(realm, Reason.LOGGED_OUT)
+
+        failures: list[RefreshError] = []
+        coord = coordinator(
+            refresher, on_success=lambda realm, token: gone(realm), on_failure=failures.append
+        )
+        with pytest.raises(RefreshError) as info:
+            await coord.refresh(REALM)
+        assert info.value.reason == Reason.LOGGED_OUT and failures == []
+
+    run(body())
+
+
 def test_lock_is_released_on_failure() -> None:
     async def body() -> None:
         log: list[tuple[str, str]] = []
