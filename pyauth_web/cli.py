@@ -19,7 +19,7 @@ def _cmd_vendor(args: argparse.Namespace) -> int:
 def _cmd_bundle(args: argparse.Namespace) -> int:
     if args.fetch:
         assets.vendor(args.cache)
-    result = assets.bundle(args.out, args.cache, args.wheel)
+    result = assets.bundle(args.out, args.cache, args.wheel, snapshot=not args.no_snapshot)
     print(f"bundle written to {result.root} (serve it as-is; register its sw.js at your root)")
     return 0
 
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--wheel", type=Path, help="pyauth_web wheel to ship (default: build it)")
     p.add_argument("--fetch", action="store_true", help="run `vendor` first if assets are missing")
+    p.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="ship no prebuilt memory snapshot (the first visit in each browser makes one)",
+    )
     p.set_defaults(func=_cmd_bundle)
 
     p = sub.add_parser("demo", help="run the demo: host page, realm server, token issuer")

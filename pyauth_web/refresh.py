@@ -80,8 +80,6 @@ Deadline = Callable[[float], AbstractAsyncContextManager[object]]
 """``deadline(seconds)``: an async context that raises ``TimeoutError`` when its body runs
 longer (cancelling it); :func:`asyncio.timeout` by default, injectable for tests."""
 
-_RNG = random.Random()
-
 
 # -- backoff ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -209,7 +207,7 @@ def refresh_at(
         return None
     if jitter < 0:
         raise ValueError("jitter must be >= 0")
-    return exp - skew - (rng or _RNG).uniform(0.0, jitter)
+    return exp - skew - (rng.uniform(0.0, jitter) if rng else random.uniform(0.0, jitter))
 
 
 def jwt_is_fresh(clock: Clock, skew: float = DEFAULT_SKEW_SECONDS) -> Callable[[str], bool]:

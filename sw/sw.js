@@ -278,6 +278,7 @@ scope.addEventListener('message', (event) => {
   if (!msg || typeof msg !== 'object') return;
   const source = event.source;  // the client that posted (only clients message the worker)
   const clientId = source && 'id' in source ? source.id : null;
+  if (msg.type === MSG.HELLO && clientId) event.waitUntil(claimIfUncontrolled(clientId).catch(() => {}));
   event.waitUntil(loaded.then(() => {
     const changed = applyMessage(msg, clientId);
     // Acknowledged once applied and saved. (Through the client, not a transferred port: in
@@ -287,6 +288,14 @@ scope.addEventListener('message', (event) => {
     });
   }));
 });
+
+// A page that says hello but loaded without this worker (Shift+Reload bypasses it, or it loaded
+// before an update activated) is taken under control, as `activate` does on a first visit: its
+// later requests then get the header, and its loader re-requests what failed meanwhile.
+async function claimIfUncontrolled(clientId) {
+  const controlled = await scope.clients.matchAll({ type: 'window' });  // controlled ones only
+  if (!controlled.some((c) => c.id === clientId)) await scope.clients.claim();
+}
 
 // Ask one client; resolves with its final answer, or never (the caller races a deadline).
 // `accept(reply)` says whether a reply counts (the app that owns the URL, or any app at all

@@ -138,6 +138,60 @@
         .catch((err) => { console.error('pyauth-web: service worker registration failed:', err); return null; });
     }
   }
+  // --- first-visit recovery ------------------------------------------------------------------
+  // Requests made before the worker controls the page (a first visit, Shift+Reload) go out
+  // without the header and fail. From its first moment the loader notes <img> elements (also
+  // with srcset, or inside <picture>) whose realm URL failed; once the worker controls the page
+  // and the runtime can answer, it re-requests each of them once, through the worker. Images
+  // still loading then are watched until they settle. Other URLs are never touched; nothing is
+  // re-requested twice; `data-recover="off"` turns it off. CSS background images are not
+  // recovered (no error event tells that they failed).
+  const recovery = (() => {
+    if (!sw || data.recover === 'off' || sw.controller) return null;  // controlled: nothing to do
+    /** @type {Set<HTMLImageElement>} */
+    const failed = new Set();
+    /** @type {WeakSet<HTMLImageElement>} */
+    const retried = new WeakSet();
+    /** @type {Set<HTMLImageElement> | null} */
+    let watching = null;  // after the recovery: images that were still loading
+    let realms = /** @type {string[]} */ ([]);
+    const isRealmURL = (/** @type {string} */ url) => realms.some((realm) => url.startsWith(realm));
+    const retry = (/** @type {HTMLImageElement} */ img) => {
+      if (retried.has(img) || !isRealmURL(img.currentSrc || img.src)) return false;
+      retried.add(img);
+      const attr = img.hasAttribute('src') ? 'src' : 'srcset';  // setting it re-runs source selection
+      img.setAttribute(attr, img.getAttribute(attr) || '');
+      return true;
+    };
+    const onError = (/** @type {Event} */ event) => {
+      const img = event.target;
+      if (!(img instanceof HTMLImageElement)) return;
+      if (watching === null) failed.add(img);
+      else if (watching.delete(img)) retry(img);
+    };
+    const onLoad = (/** @type {Event} */ event) => {
+      if (watching && event.target instanceof HTMLImageElement) watching.delete(event.target);
+    };
+    window.addEventListener('error', onError, true);  // resource errors do not bubble: capture
+    window.addEventListener('load', onLoad, true);
+    return {
+      // The worker controls the page and the runtime answers: re-request what failed.
+      run() {
+        if (watching !== null) return 0;
+        realms = candidateRealms();
+        for (const img of Array.from(document.images)) {  // also those that failed before this script ran
+          if (img.complete && img.naturalWidth === 0 && (img.currentSrc || img.src)) failed.add(img);
+        }
+        watching = new Set(Array.from(document.images).filter((img) => !img.complete && isRealmURL(img.currentSrc || img.src)));
+        let count = 0;
+        for (const img of failed) if (retry(img)) count++;
+        failed.clear();
+        window.dispatchEvent(new CustomEvent('pyauth-web:event', { detail: { kind: 'recovered', count } }));
+        return count;
+      },
+    };
+  })();
+
   /** @param {Promise<any>} promise @param {number} ms */
   function within(promise, ms) {  // the promise's value, or null after ms (no timer left behind)
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -242,23 +296,42 @@
     });
   }
 
-  // Memory snapshot (Pyodide's _makeSnapshot/_loadSnapshot): the first visit boots normally,
-  // imports the pure-Python core (no token has been read yet) and saves the interpreter's
-  // memory in Cache Storage; later visits start from it, several times faster than a boot.
-  const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v1';
+  // Memory snapshot (Pyodide's _makeSnapshot/_loadSnapshot): the interpreter's memory with the
+  // pure-Python core already imported (no token read yet), gzip-compressed. The bundle ships one
+  // made at bundle time (manifest.snapshot); without it, the first visit makes one in the page.
+  // It is kept in Cache Storage, compressed (~7 MB instead of ~31 MB), keyed by the bundle's
+  // Pyodide and wheels; restoring it is several times faster than booting.
+  const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';
 
+  /** @param {ArrayBuffer} buf @returns {Promise<Uint8Array>} */
+  async function gunzip(buf) {
+    const bytes = new Uint8Array(buf);
+    if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;  // the server unpacked it already
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  /** @param {Uint8Array} bytes @returns {Promise<ArrayBuffer>} */
+  async function gzip(bytes) {
+    const stream = new Blob([/** @type {BlobPart} */ (bytes)]).stream().pipeThrough(new CompressionStream('gzip'));
+    return new Response(stream).arrayBuffer();
+  }
+
+  /** @returns {Promise<ArrayBuffer | null>} the cached snapshot (compressed) */
   async function readSnapshot(key) {
     try {
       const resp = await (await caches.open(SNAPSHOT_CACHE)).match(key);
-      return resp ? new Uint8Array(await resp.arrayBuffer()) : null;
+      return resp ? await resp.arrayBuffer() : null;
     } catch { return null; }
   }
 
-  async function saveSnapshot(key, bytes) {
+  /** @param {string} key @param {ArrayBuffer} compressed */
+  async function saveSnapshot(key, compressed) {
     try {
+      await caches.delete('pyauth-web-snapshot-v1');  // an older bundle's uncompressed copy
       const cache = await caches.open(SNAPSHOT_CACHE);
       for (const old of await cache.keys()) await cache.delete(old);  // one bundle version
-      await cache.put(key, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      await cache.put(key, new Response(compressed, { headers: { 'Content-Type': 'application/octet-stream' } }));
     } catch (err) { console.warn('pyauth-web: could not save the memory snapshot:', err); }
   }
 
@@ -267,9 +340,10 @@
     const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
     const wheelBytes = wheels.map((w) => fetchAsset(`wheels/${w.file}`).then((r) => r.arrayBuffer()));
     wheelBytes.forEach((p) => p.catch(() => {}));  // a failure surfaces where it is awaited
-    const useSnapshot = config.snapshot && 'caches' in globalThis;
+    const useSnapshot = config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
     const snapshotKey = `${base}__snapshot/${manifest.snapshotKey}`;
-    let [snapshot] = await Promise.all([
+    const shipped = useSnapshot && manifest.snapshot ? manifest.snapshot.file : null;
+    let [stored] = await Promise.all([
       useSnapshot ? readSnapshot(snapshotKey) : null,
       loadScript('pyodide/pyodide.js'),
     ]);
@@ -281,6 +355,12 @@
         py.unpackArchive((await wheelBytes[i]).slice(0), 'wheel', { extractDir: sitePackages });
       }
     };
+    if (!stored && shipped) {  // a first visit: the bundle's own snapshot
+      stored = await (await fetchAsset(shipped)).arrayBuffer().catch(() => null);
+      if (stored) saveSnapshot(snapshotKey, stored);
+      performance.mark('pyauth-web:snapshot-fetched');
+    }
+    let snapshot = stored ? await gunzip(stored).catch(() => null) : null;
     if (useSnapshot && !snapshot) {
       // An interpreter in snapshot-making mode cannot reach the page (its `js` is a stand-in),
       // so it only imports the core; the runtime then starts from the snapshot it made.
@@ -288,10 +368,18 @@
       await install(maker);
       maker.runPython('import pyauth_web.preload');
       snapshot = maker.makeMemorySnapshot();
-      saveSnapshot(snapshotKey, snapshot);
+      gzip(snapshot).then((compressed) => saveSnapshot(snapshotKey, compressed), () => {});
       performance.mark('pyauth-web:snapshot-made');
     }
-    const pyodide = await globalThis.loadPyodide(snapshot ? { ...options, _loadSnapshot: snapshot } : options);
+    let pyodide;
+    try {
+      pyodide = await globalThis.loadPyodide(snapshot ? { ...options, _loadSnapshot: snapshot } : options);
+    } catch (err) {  // a snapshot that does not restore: drop it and boot
+      if (!snapshot) throw err;
+      console.warn('pyauth-web: the memory snapshot did not restore; booting without it:', err);
+      caches.delete(SNAPSHOT_CACHE).catch(() => {});
+      pyodide = await globalThis.loadPyodide(options);
+    }
     performance.mark('pyauth-web:pyodide-loaded');
     await install(pyodide);
     performance.mark('pyauth-web:wheels-installed');
@@ -301,6 +389,10 @@
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
     if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
+    if (recovery && sw) {
+      if (sw.controller) recovery.run();
+      else sw.addEventListener('controllerchange', () => recovery.run(), { once: true });
+    }
     performance.mark('pyauth-web:ready');
     return api;
   }

@@ -13,6 +13,7 @@ Python code in the page gets the same object the JS API wraps from :func:`curren
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 from pyodide.ffi import JsProxy
@@ -34,6 +35,9 @@ def start(config: Any, post_to_worker: JsProxy) -> PyAuthWeb:
     (the loader's own keys are ignored here). A bad ``data-skew`` or ``data-realms`` entry is
     warned about and left out; a bad ``data-refresh-url`` fails the start with its error."""
     global _current
+    # A memory snapshot carries the PRNG state it was made with (at bundle time: the same for
+    # every user): draw a new seed, or every page would pick the same refresh jitter.
+    random.seed()
     cfg = py(config)
     events = Events()
     skew = cfg.get("skew")

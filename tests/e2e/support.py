@@ -46,22 +46,34 @@ class Servers:
         return self.issuer.mint(realm or self.realm, ttl)
 
 
-def serve_broken_bundle(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple[str, Path]:
-    """A copy of the bundle without its PyJWT wheel (the runtime cannot start), served by a new
-    host origin with the test pages. Returns (origin, the missing file)."""
-    broken = tmp_path / "broken"
-    shutil.copytree(bundle_dir, broken)
-    (missing,) = (broken / "wheels").glob("pyjwt-*.whl")
-    missing.unlink()
-    host = servers.thread.serve(
+def serve_bundle_copy(
+    servers: Servers, bundle_dir: Path, copy: Path, change: Callable[[Path], None]
+) -> str:
+    """A copy of the bundle at ``copy``, changed by ``change(copy)``, served by a new host origin
+    with the test pages. Returns the origin."""
+    shutil.copytree(bundle_dir, copy)
+    change(copy)
+    return servers.thread.serve(
         host_app(
-            broken,
+            copy,
             issuer=servers.issuer,
             page_vars={"REALM": servers.realm},
             extra_dirs={"t": PAGES},
         )
     )
-    return host, missing
+
+
+def serve_broken_bundle(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple[str, Path]:
+    """A copy of the bundle without its PyJWT wheel (the runtime cannot start), served by a new
+    host origin with the test pages. Returns (origin, the missing file)."""
+    missing: list[Path] = []
+
+    def drop_pyjwt(root: Path) -> None:
+        missing.extend((root / "wheels").glob("pyjwt-*.whl"))
+        missing[0].unlink()
+
+    host = serve_bundle_copy(servers, bundle_dir, tmp_path / "broken", drop_pyjwt)
+    return host, missing[0]
 
 
 def wait_ready(page: Page) -> None:

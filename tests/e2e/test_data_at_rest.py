@@ -13,7 +13,8 @@ from support import LOAD_IMAGE, STORAGE_KEY, Servers, wait_controlled, wait_read
 from pyauth_web.protocol import STATE_CACHE
 
 # Where each needle occurs, searched in every place the origin can keep data. Cache bodies are
-# read as bytes (latin-1, so any byte sequence decodes): the 31 MB snapshot is searched too.
+# read as bytes (latin-1, so any byte sequence decodes), gzip ones unpacked: the 31 MB snapshot
+# is searched too.
 SCAN = """async (needles) => {
   const found = [];
   const look = (where, text) => {
@@ -30,7 +31,12 @@ SCAN = """async (needles) => {
   for (const name of await caches.keys()) {
     const cache = await caches.open(name);
     for (const request of await cache.keys()) {
-      const body = await (await cache.match(request)).arrayBuffer();
+      let body = await (await cache.match(request)).arrayBuffer();
+      const head = new Uint8Array(body, 0, 2);
+      if (head[0] === 0x1f && head[1] === 0x8b) {  // gzip (the stored snapshot): search it unpacked
+        const plain = new Blob([body]).stream().pipeThrough(new DecompressionStream('gzip'));
+        body = await new Response(plain).arrayBuffer();
+      }
       caches_.push([name, request.url, body.byteLength]);
       look(`caches[${name}] ${request.url}`, request.url + '\\n' + latin1.decode(body));
     }

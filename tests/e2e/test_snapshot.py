@@ -1,0 +1,115 @@
+"""Issue 11 item 2: the memory snapshot. The bundle ships one made at bundle time (Node), which a
+first visit restores instead of booting Pyodide; it is kept in Cache Storage gzip-compressed. A
+bundle without one makes it in the page (and keeps it compressed); a snapshot that does not
+restore is dropped and the runtime boots anyway."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page
+from support import Servers, serve_bundle_copy, wait_ready
+
+MARKS = """() => ['snapshot-fetched', 'snapshot-made']
+  .filter((m) => performance.getEntriesByName(`pyauth-web:${m}`).length > 0)"""
+STORED = """async () => {
+  const out = [];
+  for (const name of await caches.keys()) {
+    if (!name.startsWith('pyauth-web-snapshot')) continue;
+    const cache = await caches.open(name);
+    for (const request of await cache.keys()) {
+      const body = new Uint8Array(await (await cache.match(request)).arrayBuffer());
+      out.push({name, bytes: body.length, gzip: body[0] === 0x1f && body[1] === 0x8b});
+    }
+  }
+  return out;
+}"""
+WORKS = "(r) => pyauthWeb.getToken(r + 'x').then((t) => t === null)"
+
+
+def manifest(bundle_dir: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((bundle_dir / "manifest.json").read_text())
+    return loaded
+
+
+def test_a_first_visit_restores_the_bundled_snapshot_and_keeps_it_compressed(
+    page: Page, servers: Servers, bundle_dir: Path, page_errors: list[str]
+) -> None:
+    shipped = manifest(bundle_dir)["snapshot"]
+    assert shipped is not None, "the test bundle is made with Node: it must ship a snapshot"
+    assert shipped["bytes"] > 20_000_000 and shipped["stored"] < shipped["bytes"] / 3
+    page.goto(f"{servers.host}/t/app.html")
+    wait_ready(page)
+    assert page.evaluate(MARKS) == ["snapshot-fetched"]  # restored, not booted nor made here
+    assert page.evaluate(WORKS, servers.realm)
+    page.wait_for_function(f"async () => ({STORED})().then((s) => s.length === 1)")
+    assert page.evaluate(STORED) == [
+        {"name": "pyauth-web-snapshot-v2", "bytes": shipped["stored"], "gzip": True}
+    ]
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate(MARKS) == []  # from Cache Storage
+    assert page.evaluate(WORKS, servers.realm)
+    assert page_errors == []
+
+
+def test_without_a_bundled_snapshot_the_page_makes_one_and_stores_it_compressed(
+    page: Page, servers: Servers, bundle_dir: Path, tmp_path: Path, page_errors: list[str]
+) -> None:
+    def no_snapshot(root: Path) -> None:
+        data = manifest(root)
+        (root / data["snapshot"]["file"]).unlink()
+        data["snapshot"] = None
+        (root / "manifest.json").write_text(json.dumps(data))
+
+    host = serve_bundle_copy(servers, bundle_dir, tmp_path / "plain", no_snapshot)
+    page.goto(f"{host}/t/app.html")
+    wait_ready(page)
+    assert page.evaluate(MARKS) == ["snapshot-made"]
+    page.wait_for_function(f"async () => ({STORED})().then((s) => s.length === 1)")
+    (stored,) = page.evaluate(STORED)
+    assert stored["gzip"] and stored["bytes"] < 15_000_000
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate(MARKS) == []
+    assert page.evaluate(WORKS, servers.realm)
+    assert page_errors == []
+
+
+def test_a_snapshot_that_does_not_restore_is_dropped_and_the_runtime_boots(
+    page: Page, servers: Servers, bundle_dir: Path, tmp_path: Path, page_errors: list[str]
+) -> None:
+    def corrupt(root: Path) -> None:
+        data = manifest(root)
+        (root / data["snapshot"]["file"]).write_bytes(gzip.compress(b"not a snapshot" * 100_000))
+
+    host = serve_bundle_copy(servers, bundle_dir, tmp_path / "corrupt", corrupt)
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    page.goto(f"{host}/t/app.html")
+    wait_ready(page)
+    assert page.evaluate(WORKS, servers.realm)
+    assert any("did not restore" in w for w in warnings), warnings
+    assert page_errors == []
+
+
+def test_every_page_draws_its_own_random_numbers(
+    browser: Any, servers: Servers
+) -> None:
+    """A snapshot carries the PRNG state it was made with (the same bundle for every user):
+    the runtime reseeds, so refresh jitter differs between pages."""
+    draws = []
+    for _ in range(2):
+        context: BrowserContext = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"{servers.host}/t/app.html")
+            wait_ready(page)
+            draws.append(page.evaluate(
+                "() => pyauthWeb.pyodide.runPython('import random; random.random()')"))
+        finally:
+            context.close()
+    assert draws[0] != draws[1]
