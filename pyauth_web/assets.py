@@ -143,7 +143,9 @@ class SnapshotEntry(TypedDict):
 
     file: str
     bytes: int  # the interpreter's memory, uncompressed
-    stored: int  # the file's (and the cached copy's) size
+    stored: int  # the file's size
+    bytecode: str  # site-packages with the wheels installed and compiled (.pyc): a zip the
+    # loader unpacks instead of the wheels
 
 
 class Manifest(TypedDict):
@@ -163,6 +165,7 @@ class Bundle:
 
 
 SNAPSHOT_FILE = "pyodide-snapshot.gz.bin"
+BYTECODE_FILE = "site-packages.zip"
 """Not ``*.gz``: static servers would label it ``Content-Encoding: gzip`` and the browser would
 unpack it on the way (the loader accepts either, by the gzip magic bytes)."""
 
@@ -179,14 +182,20 @@ def make_snapshot(root: Path, wheels: list[Path]) -> SnapshotEntry | None:
         )
         return None
     script = static_file("make-snapshot.mjs")
-    cmd = [node, str(script), str(root.resolve()), str(root / SNAPSHOT_FILE)]
+    root = root.resolve()
+    cmd = [node, str(script), str(root), str(root / SNAPSHOT_FILE), str(root / BYTECODE_FILE)]
     proc = subprocess.run(
         cmd + [str(w) for w in wheels], capture_output=True, text=True, timeout=300
     )
     if proc.returncode != 0:
         raise AssetError(f"making the memory snapshot failed: {proc.stderr.strip()[-2000:]}")
     made = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"file": SNAPSHOT_FILE, "bytes": int(made["bytes"]), "stored": int(made["stored"])}
+    return {
+        "file": SNAPSHOT_FILE,
+        "bytes": int(made["bytes"]),
+        "stored": int(made["stored"]),
+        "bytecode": BYTECODE_FILE,
+    }
 
 
 def bundle(

@@ -297,10 +297,11 @@
   }
 
   // Memory snapshot (Pyodide's _makeSnapshot/_loadSnapshot): the interpreter's memory with the
-  // pure-Python core already imported (no token read yet), gzip-compressed. The bundle ships one
-  // made at bundle time (manifest.snapshot); without it, the first visit makes one in the page.
-  // It is kept in Cache Storage, compressed (~7 MB instead of ~31 MB), keyed by the bundle's
-  // Pyodide and wheels; restoring it is several times faster than booting.
+  // pure-Python core already imported (no token read yet). The bundle ships one made at bundle
+  // time, gzip-compressed (manifest.snapshot, ~7 MB); without it, the first visit makes one in
+  // the page. It is kept in Cache Storage uncompressed (~31 MB), keyed by the bundle's Pyodide
+  // and wheels: reading it back is ~40 ms, against ~160 ms to read and unpack a compressed copy
+  // (README, Performance). Restoring it is several times faster than booting.
   const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';
 
   /** @param {ArrayBuffer} buf @returns {Promise<Uint8Array>} */
@@ -311,56 +312,68 @@
     return new Uint8Array(await new Response(stream).arrayBuffer());
   }
 
-  /** @param {Uint8Array} bytes @returns {Promise<ArrayBuffer>} */
-  async function gzip(bytes) {
-    const stream = new Blob([/** @type {BlobPart} */ (bytes)]).stream().pipeThrough(new CompressionStream('gzip'));
-    return new Response(stream).arrayBuffer();
-  }
-
-  /** @returns {Promise<ArrayBuffer | null>} the cached snapshot (compressed) */
-  async function readSnapshot(key) {
+  /** @returns {Promise<{key: string, bytes: ArrayBuffer} | null>} the cached snapshot (there is
+   *  one, of the bundle version that stored it last; the caller checks its key) */
+  async function readSnapshot() {
     try {
-      const resp = await (await caches.open(SNAPSHOT_CACHE)).match(key);
-      return resp ? await resp.arrayBuffer() : null;
+      const cache = await caches.open(SNAPSHOT_CACHE);
+      const [request] = await cache.keys();
+      const resp = request ? await cache.match(request) : undefined;
+      return resp ? { key: request.url, bytes: await resp.arrayBuffer() } : null;
     } catch { return null; }
   }
 
-  /** @param {string} key @param {ArrayBuffer} compressed */
-  async function saveSnapshot(key, compressed) {
+  /** @param {string} key @param {Uint8Array} bytes */
+  async function saveSnapshot(key, bytes) {
     try {
       await caches.delete('pyauth-web-snapshot-v1');  // an older bundle's uncompressed copy
       const cache = await caches.open(SNAPSHOT_CACHE);
       for (const old of await cache.keys()) await cache.delete(old);  // one bundle version
-      await cache.put(key, new Response(compressed, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      await cache.put(key, new Response(/** @type {BlobPart} */ (bytes), { headers: { 'Content-Type': 'application/octet-stream' } }));
+      performance.mark('pyauth-web:snapshot-saved');
     } catch (err) { console.warn('pyauth-web: could not save the memory snapshot:', err); }
   }
 
   async function boot() {
+    // Everything that needs no other step starts at once: pyodide.js, the manifest, the cached
+    // snapshot; the snapshot is unpacked while pyodide.js still loads.
+    const useSnapshot = config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
+    const scriptLoaded = loadScript('pyodide/pyodide.js');
+    scriptLoaded.catch(() => {});  // surfaces where it is awaited
+    const cached = useSnapshot ? readSnapshot() : Promise.resolve(null);
     const manifest = await (await fetchAsset('manifest.json')).json();
     const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
-    const wheelBytes = wheels.map((w) => fetchAsset(`wheels/${w.file}`).then((r) => r.arrayBuffer()));
+    // The wheels, installed and compiled to bytecode at bundle time (one zip), else the wheels.
+    const prebuilt = manifest.snapshot ? manifest.snapshot.bytecode : null;
+    const wheelBytes = (prebuilt ? [`${prebuilt}`] : wheels.map((w) => `wheels/${w.file}`))
+      .map((path) => fetchAsset(path).then((r) => r.arrayBuffer()));
     wheelBytes.forEach((p) => p.catch(() => {}));  // a failure surfaces where it is awaited
-    const useSnapshot = config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
     const snapshotKey = `${base}__snapshot/${manifest.snapshotKey}`;
     const shipped = useSnapshot && manifest.snapshot ? manifest.snapshot.file : null;
-    let [stored] = await Promise.all([
-      useSnapshot ? readSnapshot(snapshotKey) : null,
-      loadScript('pyodide/pyodide.js'),
-    ]);
-    performance.mark('pyauth-web:pyodide-script');
+    const unpacked = (async () => {
+      const hit = await cached;
+      if (hit && hit.key === snapshotKey) return gunzip(hit.bytes).catch(() => null);
+      if (!shipped) return null;
+      // A first visit: the bundle's own snapshot (compressed for the download), kept unpacked.
+      const compressed = await fetchAsset(shipped).then((r) => r.arrayBuffer(), () => null);
+      const bytes = compressed && await gunzip(compressed).catch(() => null);
+      if (bytes) saveSnapshot(snapshotKey, bytes);
+      performance.mark('pyauth-web:snapshot-fetched');
+      return bytes;
+    })();
     const options = { indexURL: `${base}pyodide/`, packages: [] };
     const install = async (py) => {  // files are not part of a snapshot: unpack every time
       const sitePackages = py.runPython("import sysconfig; sysconfig.get_path('purelib')");
-      for (const [i, w] of wheels.entries()) {
-        py.unpackArchive((await wheelBytes[i]).slice(0), 'wheel', { extractDir: sitePackages });
+      for (const bytes of wheelBytes) {
+        py.unpackArchive((await bytes).slice(0), prebuilt ? 'zip' : 'wheel', { extractDir: sitePackages });
       }
     };
-    if (!stored && shipped) {  // a first visit: the bundle's own snapshot
-      stored = await (await fetchAsset(shipped)).arrayBuffer().catch(() => null);
-      if (stored) saveSnapshot(snapshotKey, stored);
-      performance.mark('pyauth-web:snapshot-fetched');
-    }
-    let snapshot = stored ? await gunzip(stored).catch(() => null) : null;
+    await scriptLoaded;
+    performance.mark('pyauth-web:pyodide-script');
+    // With a shipped snapshot there will be one: Pyodide starts fetching and compiling at once,
+    // and takes the snapshot when it is read (or downloaded) and unpacked.
+    let snapshot = shipped ? unpacked.then((bytes) => bytes || Promise.reject(new Error('no snapshot')))
+      : await unpacked;
     if (useSnapshot && !snapshot) {
       // An interpreter in snapshot-making mode cannot reach the page (its `js` is a stand-in),
       // so it only imports the core; the runtime then starts from the snapshot it made.
@@ -368,7 +381,7 @@
       await install(maker);
       maker.runPython('import pyauth_web.preload');
       snapshot = maker.makeMemorySnapshot();
-      gzip(snapshot).then((compressed) => saveSnapshot(snapshotKey, compressed), () => {});
+      saveSnapshot(snapshotKey, snapshot);
       performance.mark('pyauth-web:snapshot-made');
     }
     let pyodide;
@@ -384,6 +397,7 @@
     await install(pyodide);
     performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
+    performance.mark('pyauth-web:runtime-imported');
     runtime = mod.start(config, postToWorker);
     api.pyodide = pyodide;
     mod.destroy();

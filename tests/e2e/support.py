@@ -64,15 +64,20 @@ def serve_bundle_copy(
 
 
 def serve_broken_bundle(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple[str, Path]:
-    """A copy of the bundle without its PyJWT wheel (the runtime cannot start), served by a new
+    """A copy of the bundle without the Python packages the loader installs (the prebuilt
+    site-packages, or without one the PyJWT wheel): the runtime cannot start. Served by a new
     host origin with the test pages. Returns (origin, the missing file)."""
     missing: list[Path] = []
 
-    def drop_pyjwt(root: Path) -> None:
-        missing.extend((root / "wheels").glob("pyjwt-*.whl"))
+    def drop_packages(root: Path) -> None:
+        snapshot = json.loads((root / "manifest.json").read_text())["snapshot"]
+        if snapshot is not None:
+            missing.append(root / snapshot["bytecode"])
+        else:
+            missing.extend((root / "wheels").glob("pyjwt-*.whl"))
         missing[0].unlink()
 
-    host = serve_bundle_copy(servers, bundle_dir, tmp_path / "broken", drop_pyjwt)
+    host = serve_bundle_copy(servers, bundle_dir, tmp_path / "broken", drop_packages)
     return host, missing[0]
 
 

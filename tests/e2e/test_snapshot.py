@@ -1,7 +1,8 @@
-"""Issue 11 item 2: the memory snapshot. The bundle ships one made at bundle time (Node), which a
-first visit restores instead of booting Pyodide; it is kept in Cache Storage gzip-compressed. A
-bundle without one makes it in the page (and keeps it compressed); a snapshot that does not
-restore is dropped and the runtime boots anyway."""
+"""Issue 11 item 2: the memory snapshot. The bundle ships one made at bundle time (Node, gzip),
+which a first visit restores instead of booting Pyodide, and keeps unpacked in Cache Storage (a
+later visit reads it back faster than it could unpack a compressed copy: README, Performance).
+A bundle without one makes it in the page; a snapshot that does not restore is dropped and the
+runtime boots anyway."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def manifest(bundle_dir: Path) -> dict[str, Any]:
     return loaded
 
 
-def test_a_first_visit_restores_the_bundled_snapshot_and_keeps_it_compressed(
+def test_a_first_visit_restores_the_bundled_snapshot_and_keeps_it(
     page: Page, servers: Servers, bundle_dir: Path, page_errors: list[str]
 ) -> None:
     shipped = manifest(bundle_dir)["snapshot"]
@@ -47,7 +48,7 @@ def test_a_first_visit_restores_the_bundled_snapshot_and_keeps_it_compressed(
     assert page.evaluate(WORKS, servers.realm)
     page.wait_for_function(f"async () => ({STORED})().then((s) => s.length === 1)")
     assert page.evaluate(STORED) == [
-        {"name": "pyauth-web-snapshot-v2", "bytes": shipped["stored"], "gzip": True}
+        {"name": "pyauth-web-snapshot-v2", "bytes": shipped["bytes"], "gzip": False}
     ]
     page.reload()
     wait_ready(page)
@@ -56,7 +57,7 @@ def test_a_first_visit_restores_the_bundled_snapshot_and_keeps_it_compressed(
     assert page_errors == []
 
 
-def test_without_a_bundled_snapshot_the_page_makes_one_and_stores_it_compressed(
+def test_without_a_bundled_snapshot_the_page_makes_one_and_stores_it(
     page: Page, servers: Servers, bundle_dir: Path, tmp_path: Path, page_errors: list[str]
 ) -> None:
     def no_snapshot(root: Path) -> None:
@@ -71,7 +72,7 @@ def test_without_a_bundled_snapshot_the_page_makes_one_and_stores_it_compressed(
     assert page.evaluate(MARKS) == ["snapshot-made"]
     page.wait_for_function(f"async () => ({STORED})().then((s) => s.length === 1)")
     (stored,) = page.evaluate(STORED)
-    assert stored["gzip"] and stored["bytes"] < 15_000_000
+    assert stored["bytes"] > 20_000_000 and not stored["gzip"]
     page.reload()
     wait_ready(page)
     assert page.evaluate(MARKS) == []
