@@ -449,12 +449,34 @@ function route(request, clientId) {
   if (!joined) {
     // Not (yet) a runtime client: ask it once; any answer makes it join its app.
     if (silent.has(clientId) || !anyAppKnows(origin)) return null;
-    return askPageOnce(null, url, clientId).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
+    return askCoalesced(null, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
   }
   const owner = ownerOf(joined, url, origin);
   if (owner === null) return null;
   if (owner.entry && fresh(apps.get(owner.app), owner.entry)) return withAuth(request, owner.entry);
-  return askPageOnce(owner.app, url, clientId).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
+  return askCoalesced(owner.app, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
+}
+
+// Misses of one app on one origin wait for the ask already in flight there, whose answer (a
+// realm's token) usually covers them too: a page with 500 images of a realm the worker knows
+// nothing about costs one round trip, not 500 (which the page could not answer within the
+// budget). A miss the answer does not cover asks for itself: at most two asks' budgets.
+const asking = new Map();  // `${app}\n${origin}` (or the client, before it joined) -> the ask in flight
+
+function knownEntry(url, clientId, origin) {  // the token route() would use now, if fresh
+  const joined = members.get(clientId);
+  const owner = joined ? ownerOf(joined, url, origin) : null;
+  return owner && owner.entry && fresh(apps.get(owner.app), owner.entry) ? owner.entry : null;
+}
+
+function askCoalesced(app, url, clientId, origin) {
+  const key = `${app === null ? `?${clientId}` : app}\n${origin}`;
+  const ahead = asking.get(key);
+  if (ahead) return ahead.then(() => knownEntry(url, clientId, origin) || askPageOnce(app, url, clientId));
+  const ask = askPageOnce(app, url, clientId);
+  asking.set(key, ask);
+  ask.finally(() => { if (asking.get(key) === ask) asking.delete(key); });
+  return ask;
 }
 
 scope.addEventListener('fetch', (event) => {

@@ -172,8 +172,9 @@
     const onLoad = (/** @type {Event} */ event) => {
       if (watching && event.target instanceof HTMLImageElement) watching.delete(event.target);
     };
-    window.addEventListener('error', onError, true);  // resource errors do not bubble: capture
-    window.addEventListener('load', onLoad, true);
+    // Resource events do not bubble, and a 'load' event never reaches window: capture on document.
+    document.addEventListener('error', onError, true);
+    document.addEventListener('load', onLoad, true);
     return {
       // The worker controls the page and the runtime answers: re-request what failed.
       run() {

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from playwright.sync_api import BrowserContext, Page
 
-from pyauth_web.demo.browser import load_playwright_config
+from pyauth_web.demo.browser import load_playwright_config, stop_service_workers
 from pyauth_web.demo.common import RealmLog
 from pyauth_web.demo.servers import Issuer, ServerThread, host_app
 from pyauth_web.protocol import STATE_CACHE
@@ -99,10 +99,7 @@ def stop_service_worker(context: BrowserContext, page: Page, *, forget: bool = F
     """
     if forget:
         page.evaluate("(c) => caches.delete(c)", STATE_CACHE)
-    cdp = context.new_cdp_session(page)
-    cdp.send("ServiceWorker.enable")
-    cdp.send("ServiceWorker.stopAllWorkers")
-    cdp.detach()
+    stop_service_workers(context, page)
 
 
 COUNT_TOKEN_REQUESTS = """() => {
