@@ -231,6 +231,7 @@ def bundle(
         shutil.copy2(path, out / "wheels" / path.name)
     shutil.copy2(static_file("pyauth-web.js"), out / "pyauth-web.js")
     shutil.copy2(static_file("sw.js"), out / "sw.js")
+    shutil.copy2(static_file("pyauth-web.d.ts"), out / "pyauth-web.d.ts")
     digest = hashlib.sha256(PYODIDE_VERSION.encode())
     for path in sorted(wheel_files.values()):
         digest.update(path.name.encode() + path.read_bytes())

@@ -38,6 +38,7 @@
     skew: data.skew === undefined ? null : Number(data.skew),  // null: the runtime's default
     refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,
     snapshot: data.snapshot !== 'off',
+    recover: data.recover !== 'off',
   };
   const app = config.storageKey;  // the worker keeps each app's tokens apart by this name
 
@@ -147,7 +148,7 @@
   // re-requested twice; `data-recover="off"` turns it off. CSS background images are not
   // recovered (no error event tells that they failed).
   const recovery = (() => {
-    if (!sw || data.recover === 'off' || sw.controller) return null;  // controlled: nothing to do
+    if (!sw || !config.recover || sw.controller) return null;  // controlled: nothing to do
     /** @type {Set<HTMLImageElement>} */
     const failed = new Set();
     /** @type {WeakSet<HTMLImageElement>} */
