@@ -102,3 +102,11 @@ def test_only_the_loader_starts_the_runtime() -> None:
 def test_adapter_modules_are_small() -> None:
     sizes = {p.name: len(p.read_text().splitlines()) for p in (PACKAGE / "browser").glob("*.py")}
     assert {n: s for n, s in sizes.items() if s > MAX_ADAPTER_LINES} == {}
+
+
+def test_test_file_basenames_are_unique() -> None:
+    """pytest imports test files by basename (rootdir-relative packages are not used here): two
+    files of one name in tests/unit and tests/e2e fail the whole collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -1,7 +1,7 @@
 """Issue 12 item 2: the shipped TypeScript declarations (web/pyauth-web.d.ts) type a host page.
 A sample host compiles against them with TypeScript's own checker (npm typescript, pinned in
 tools/jscheck); a file that misuses the API fails with one error per misuse. The run-time check
-(the declared members are exactly the real object's) is tests/e2e/test_types.py."""
+(the declared members are exactly the real object's) is tests/e2e/test_declared_members.py."""
 
 from __future__ import annotations
 
