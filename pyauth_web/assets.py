@@ -7,13 +7,16 @@ never touches the network.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -67,8 +70,11 @@ def vendor(cache: Path) -> None:
         npm = shutil.which("npm")
         if npm is None:
             raise AssetError(
-                "npm is needed to fetch the npm package 'pyodide' (apt-get install npm)"
+                f"npm is needed to fetch Pyodide: install Node.js/npm, or run "
+                f"`npm pack pyodide@{PYODIDE_VERSION}` elsewhere and unpack its package/ "
+                f"folder as {pyodide_dir}"
             )
+        print(f"pyauth-web: fetching pyodide@{PYODIDE_VERSION} (npm) into {cache}", flush=True)
         _run([npm, "pack", f"pyodide@{PYODIDE_VERSION}", "--silent"], cwd=cache)
         tgz = cache / f"pyodide-{PYODIDE_VERSION}.tgz"
         tmp = cache / "pyodide-extract"
@@ -82,6 +88,7 @@ def vendor(cache: Path) -> None:
     wheels = cache / "wheels"
     for name, spec in VENDORED_WHEELS.items():
         if not list(wheels.glob(f"{name}-*.whl")):
+            print(f"pyauth-web: fetching {spec} (PyPI) into {wheels}", flush=True)
             _run(
                 [
                     sys.executable,
@@ -100,9 +107,10 @@ def vendor(cache: Path) -> None:
 
 
 def build_own_wheel(out: Path) -> Path:
-    """Build the pyauth_web wheel from the source tree (``python -m build``)."""
+    """The pyauth_web wheel to ship: built from the source tree (``python -m build``) in a
+    checkout, else packed from the installed package itself (:func:`pack_installed`)."""
     if not (SOURCE_ROOT / "pyproject.toml").exists():
-        raise AssetError("no source tree to build pyauth_web from: pass --wheel PATH")
+        return pack_installed(out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("pyauth_web-*.whl"):
         old.unlink()
@@ -119,6 +127,38 @@ def build_own_wheel(out: Path) -> Path:
         ]
     )
     return next(out.glob("pyauth_web-*.whl"))
+
+
+def pack_installed(out: Path) -> Path:
+    """A wheel of the installed pyauth-web distribution (its files as installed, ``.pyc``
+    left out, with a new RECORD): what an installed package ships in the bundles it makes."""
+    dist = importlib.metadata.distribution("pyauth-web")
+    name = f"pyauth_web-{dist.version}-py3-none-any.whl"
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / name
+    skip = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    record: list[str] = []
+    dist_info = ""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for file in dist.files or []:
+            parts = file.parts
+            if "__pycache__" in parts or file.suffix == ".pyc" or parts[0].startswith(".."):
+                continue
+            if parts[0].endswith(".dist-info"):
+                dist_info = parts[0]
+                if file.name in skip:
+                    continue
+            elif parts[0] != "pyauth_web":
+                continue  # e.g. the console script, installed elsewhere
+            data = Path(str(dist.locate_file(file))).read_bytes()
+            wheel.writestr(file.as_posix(), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{file.as_posix()},sha256={digest.decode()},{len(data)}")
+        if not dist_info:
+            raise AssetError("the installed pyauth-web has no .dist-info: reinstall it")
+        record.append(f"{dist_info}/RECORD,,")
+        wheel.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return target
 
 
 def static_file(name: str) -> Path:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 import threading
 from pathlib import Path
 
 from . import assets
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pyauth-web")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        from . import __version__
+
+        return __version__
 
 
 def _cmd_vendor(args: argparse.Namespace) -> int:
@@ -17,8 +27,7 @@ def _cmd_vendor(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    if args.fetch:
-        assets.vendor(args.cache)
+    assets.vendor(args.cache)  # fetches only what the cache lacks, one line per download
     result = assets.bundle(args.out, args.cache, args.wheel, snapshot=not args.no_snapshot)
     print(f"bundle written to {result.root} (serve it as-is; register its sw.js at your root)")
     return 0
@@ -53,6 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyauth-web", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pyauth-web {_version()}")
     parser.add_argument(
         "--cache",
         type=Path,
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("out", type=Path)
     p.add_argument("--wheel", type=Path, help="pyauth_web wheel to ship (default: build it)")
-    p.add_argument("--fetch", action="store_true", help="run `vendor` first if assets are missing")
+    p.add_argument("--fetch", action="store_true", help="(the default now: kept for old scripts)")
     p.add_argument(
         "--no-snapshot",
         action="store_true",
