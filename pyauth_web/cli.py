@@ -27,7 +27,8 @@ def _cmd_vendor(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    assets.vendor(args.cache)  # fetches only what the cache lacks, one line per download
+    if not args.offline:
+        assets.vendor(args.cache)  # fetches only what the cache lacks, one line per download
     result = assets.bundle(args.out, args.cache, args.wheel, snapshot=not args.no_snapshot)
     print(f"bundle written to {result.root} (serve it as-is; register its sw.js at your root)")
     return 0
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--wheel", type=Path, help="pyauth_web wheel to ship (default: build it)")
     p.add_argument("--fetch", action="store_true", help="(the default now: kept for old scripts)")
+    p.add_argument(
+        "--offline", action="store_true", help="fetch nothing: fail, naming what is missing"
+    )
     p.add_argument(
         "--no-snapshot",
         action="store_true",

@@ -24,6 +24,7 @@ def test_cli_reports_missing_assets_cleanly(tmp_path: Path) -> None:
             "--cache",
             str(tmp_path / "empty"),
             "bundle",
+            "--offline",
             str(tmp_path / "out"),
             "--wheel",
             str(tmp_path / "x.whl"),
