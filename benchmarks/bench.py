@@ -240,6 +240,23 @@ class Bench:
         ctx.close()
         return added
 
+    def host_pyodide_memory(self, external: bool) -> float:
+        """MB (USS) one tab adds whose host runs its own Pyodide, with the runtime attached to it
+        (``external``) or in a second interpreter next to it."""
+        ctx = self.context()
+        warm = ctx.new_page()
+        warm.goto(f"{self.host}/b/python-handler.html")
+        warm.evaluate("() => pyauthWeb.ready.then(() => true)")
+        warm.wait_for_function(SAVED, timeout=10_000)
+        before = chromium_uss()
+        page = ctx.new_page()
+        mode = "external" if external else "own"
+        page.goto(f"{self.host}/b/host-pyodide.html?pyodide={mode}")
+        page.evaluate("() => window.hostReady")
+        added = chromium_uss() - before
+        ctx.close()
+        return added
+
     def memory(self) -> dict[str, float]:
         """JS heap (CDP) and wasm memory of a page after ready, in MB."""
         ctx = self.context()
@@ -372,6 +389,10 @@ def memory_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
         ("memory after ready: JS heap (MB)", summary([m["js_heap"] for m in mem]), ""),
         ("memory after ready: wasm (MB)", summary([m["wasm"] for m in mem]), ""),
     ]
+    attached = [bench.host_pyodide_memory(True) for _ in range(args.runs)]
+    separate = [bench.host_pyodide_memory(False) for _ in range(args.runs)]
+    rows.append(("host runs Pyodide: tab memory, attached (MB, USS)", summary(attached),
+                 f"separate interpreter {summary(separate)}"))
     for tabs in (1, 3, 5):
         added = [bench.memory_per_tab(tabs) for _ in range(args.runs)]
         rows.append((f"memory added per extra tab, {tabs} more (MB, USS)", summary(added), ""))

@@ -96,6 +96,8 @@ declare global {
       readonly refreshURL: string | null;
       readonly snapshot: boolean;
       readonly recover: boolean;
+      /** 'external': the runtime waits for `attach(pyodide)` instead of loading its own. */
+      readonly pyodide: 'own' | 'external';
     }
 
     /** `console:auth-error`: once per failure episode and tab. */
@@ -149,6 +151,9 @@ declare global {
       reload(): Promise<void>;
       /** A single-use URL that joins a dedicated or shared worker fetching it to this app. */
       workerTicket(): Promise<string>;
+      /** With `data-pyodide="external"`: run the runtime in the host's Pyodide (the one the
+       * bundle ships, same version). Resolves like `ready`; rejects on a version mismatch. */
+      attach(pyodide: unknown): Promise<Api>;
       getToken(url: string | URL): Promise<string | null>;
       fetch: Fetch;
       wrapFetch(fetchFn: Fetch): Fetch;

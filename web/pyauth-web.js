@@ -39,6 +39,8 @@
     refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,
     snapshot: data.snapshot !== 'off',
     recover: data.recover !== 'off',
+    // 'external': the host runs Pyodide itself and hands it over with pyauthWeb.attach(pyodide)
+    pyodide: data.pyodide === 'external' ? 'external' : 'own',
   };
   const app = config.storageKey;  // the worker keeps each app's tokens apart by this name
 
@@ -336,11 +338,43 @@
     } catch (err) { console.warn('pyauth-web: could not save the memory snapshot:', err); }
   }
 
+  // An existing Pyodide (data-pyodide="external"): the host's own interpreter, handed over with
+  // pyauthWeb.attach(pyodide). Until then the loader answers the worker 'pending', as while it
+  // boots; the runtime then runs in that interpreter (no second one in the tab).
+  /** @type {(pyodide: any) => void} */
+  let handOver = () => {};
+  const attached = new Promise((resolve) => { handOver = resolve; });
+  let attachCalled = false;
+  function attach(pyodide) {
+    if (config.pyodide !== 'external') {
+      return Promise.reject(new Error('pyauth-web: attach() needs data-pyodide="external" on the script tag'));
+    }
+    if (attachCalled) return Promise.reject(new Error('pyauth-web: attach() was called already'));
+    attachCalled = true;
+    handOver(pyodide);
+    return ready;
+  }
+
+  /** @param {any} manifest @param {(py: any) => Promise<void>} install */
+  async function attachedPyodide(manifest, install) {
+    const pyodide = await attached;
+    if (!pyodide || typeof pyodide.runPython !== 'function' || typeof pyodide.unpackArchive !== 'function') {
+      throw new Error('pyauth-web: attach(pyodide) needs the object loadPyodide() resolved with');
+    }
+    if (pyodide.version !== manifest.pyodide) {
+      throw new Error(`pyauth-web: attach(): this Pyodide is ${pyodide.version}, the bundle needs ${manifest.pyodide} (load it from the bundle's pyodide/ folder)`);
+    }
+    performance.mark('pyauth-web:pyodide-loaded');
+    await install(pyodide);
+    return pyodide;
+  }
+
   async function boot() {
+    const external = config.pyodide === 'external';
     // Everything that needs no other step starts at once: pyodide.js, the manifest, the cached
     // snapshot; the snapshot is unpacked while pyodide.js still loads.
-    const useSnapshot = config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
-    const scriptLoaded = loadScript('pyodide/pyodide.js');
+    const useSnapshot = !external && config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
+    const scriptLoaded = external ? Promise.resolve() : loadScript('pyodide/pyodide.js');
     scriptLoaded.catch(() => {});  // surfaces where it is awaited
     const cached = useSnapshot ? readSnapshot() : Promise.resolve(null);
     const manifest = await (await fetchAsset('manifest.json')).json();
@@ -370,6 +404,26 @@
         py.unpackArchive((await bytes).slice(0), prebuilt ? 'zip' : 'wheel', { extractDir: sitePackages });
       }
     };
+    const pyodide = external ? await attachedPyodide(manifest, install)
+      : await ownPyodide(options, install, snapshotKey, shipped, useSnapshot, unpacked, scriptLoaded);
+    performance.mark('pyauth-web:wheels-installed');
+    const mod = pyodide.pyimport('pyauth_web.browser.runtime');
+    performance.mark('pyauth-web:runtime-imported');
+    runtime = mod.start(config, postToWorker);
+    api.pyodide = pyodide;
+    mod.destroy();
+    for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
+    if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
+    if (recovery && sw) {
+      if (sw.controller) recovery.run();
+      else sw.addEventListener('controllerchange', () => recovery.run(), { once: true });
+    }
+    performance.mark('pyauth-web:ready');
+    return api;
+  }
+
+  // This page's own interpreter: from the memory snapshot when there is one, else booted.
+  async function ownPyodide(options, install, snapshotKey, shipped, useSnapshot, unpacked, scriptLoaded) {
     await scriptLoaded;
     performance.mark('pyauth-web:pyodide-script');
     // With a shipped snapshot there will be one: Pyodide starts fetching and compiling at once,
@@ -397,20 +451,7 @@
     }
     performance.mark('pyauth-web:pyodide-loaded');
     await install(pyodide);
-    performance.mark('pyauth-web:wheels-installed');
-    const mod = pyodide.pyimport('pyauth_web.browser.runtime');
-    performance.mark('pyauth-web:runtime-imported');
-    runtime = mod.start(config, postToWorker);
-    api.pyodide = pyodide;
-    mod.destroy();
-    for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
-    if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
-    if (recovery && sw) {
-      if (sw.controller) recovery.run();
-      else sw.addEventListener('controllerchange', () => recovery.run(), { once: true });
-    }
-    performance.mark('pyauth-web:ready');
-    return api;
+    return pyodide;
   }
 
   // Logout must work even when the runtime could not start: clear this app's storage (access and
@@ -445,6 +486,7 @@
     // Re-read localStorage now (after the host wrote it in this tab) and tell the worker.
     reload: () => call((rt) => { rt.reload(); }).then(flush),
     workerTicket,
+    attach,
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
     fetch: (input, init) => authFetch(input, init, undefined),
     wrapFetch: (fetchFn) => (input, init) => authFetch(input, init, fetchFn),

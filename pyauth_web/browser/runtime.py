@@ -35,10 +35,12 @@ def start(config: Any, post_to_worker: JsProxy) -> PyAuthWeb:
     (the loader's own keys are ignored here). A bad ``data-skew`` or ``data-realms`` entry is
     warned about and left out; a bad ``data-refresh-url`` fails the start with its error."""
     global _current
-    # A memory snapshot carries the PRNG state it was made with (at bundle time: the same for
-    # every user): draw a new seed, or every page would pick the same refresh jitter.
-    random.seed()
     cfg = py(config)
+    if cfg.get("pyodide") != "external":
+        # A memory snapshot carries the PRNG state it was made with (at bundle time: the same
+        # for every user): draw a new seed, or every page would pick the same refresh jitter.
+        # (An attached interpreter is the host's: its `random` is left alone.)
+        random.seed()
     events = Events()
     skew = cfg.get("skew")
     if skew is not None and not (

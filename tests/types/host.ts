@@ -29,6 +29,7 @@ async function main(): Promise<void> {
   socket.send('hello');
   const state = await pyauthWeb.state();
   console.log(token, response.status, state.tokens.map((t) => t.fresh), socket.state, pyauthWeb.config.realms);
+  if (pyauthWeb.config.pyodide === 'external') await pyauthWeb.attach({});
   await pyauthWeb.removeToken('https://api.example/');
   await pyauthWeb.clearTokens();
 }

@@ -1,0 +1,57 @@
+"""Issue 12 item 3: run inside an existing Pyodide. A page boots its own loadPyodide() from the
+bundle and attaches it (data-pyodide="external" + pyauthWeb.attach); the runtime runs in that
+interpreter: first paint through the worker, a refresh, and the host's Python state intact. A
+Pyodide of another version is refused with a clear error."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from support import STORAGE_KEY, Servers, open_app, wait_ready
+
+
+def test_the_runtime_runs_in_the_hosts_pyodide(
+    new_page: Any, servers: Servers, run_id: str, page_errors: list[str]
+) -> None:
+    page = new_page()
+    open_app(page, servers)  # the worker is installed and controls the origin's pages
+    token = servers.token(ttl=3600)
+    page.evaluate("([k, v]) => localStorage.setItem(k, v)",
+                  [STORAGE_KEY, json.dumps({servers.realm: token})])
+    page.goto(f"{servers.host}/t/attach.html?run={run_id}")
+    wait_ready(page)
+    assert page.evaluate("() => window.attachResult") == "attached"
+    # One interpreter: the runtime's is the host's, with the host's globals in it.
+    assert page.evaluate("async () => pyauthWeb.pyodide === await window.hostPyodide")
+    assert page.evaluate("() => pyauthWeb.pyodide.globals.get('host_value')") == 42
+    # First paint: the image in the HTML went through the worker, which waited ('pending').
+    page.wait_for_function("() => document.getElementById('card').naturalWidth > 0",
+                           timeout=15_000)
+    seen = [e["auth"] for e in servers.realm_log.for_path(f"/img/attach-{run_id}")]
+    assert seen[-1] == f"Bearer {token}"
+    # One refresh, as in a page of its own.
+    since = time.time()
+    stale = servers.token(ttl=30)
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
+    fresh = page.evaluate("(r) => pyauthWeb.getToken(r)", servers.realm)
+    assert fresh and fresh != stale
+    assert len(servers.issuer.refreshes(since)) == 1
+    assert page_errors == []
+
+
+def test_another_pyodide_version_is_refused_clearly(
+    new_page: Any, servers: Servers, run_id: str
+) -> None:
+    page = new_page()
+    page.goto(f"{servers.host}/t/attach.html?run={run_id}&fake=1")
+    page.wait_for_function("() => window.attachResult !== undefined")
+    message = page.evaluate("() => window.attachResult")
+    assert "this Pyodide is 0.0.1, the bundle needs 314.0.7" in message
+    assert page.evaluate("() => pyauthWeb.ready.then(() => null, (e) => e.message)") == message
+    # attach() outside external mode is refused too.
+    page.goto(f"{servers.host}/t/app.html")
+    wait_ready(page)
+    other = page.evaluate("() => pyauthWeb.attach({}).then(() => null, (e) => e.message)")
+    assert "data-pyodide" in other
