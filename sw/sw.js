@@ -460,7 +460,9 @@ function route(request, clientId) {
 // Misses of one app on one origin wait for the ask already in flight there, whose answer (a
 // realm's token) usually covers them too: a page with 500 images of a realm the worker knows
 // nothing about costs one round trip, not 500 (which the page could not answer within the
-// budget). A miss the answer does not cover asks for itself: at most two asks' budgets.
+// budget). A miss the answer does not cover waits once more behind the next ask there (the
+// first one may have gone unanswered: a page still loading), then asks for itself: at most
+// three asks' budgets.
 const asking = new Map();  // `${app}\n${origin}` (or the client, before it joined) -> the ask in flight
 
 function knownEntry(url, clientId, origin) {  // the token route() would use now, if fresh
@@ -469,10 +471,12 @@ function knownEntry(url, clientId, origin) {  // the token route() would use now
   return owner && owner.entry && fresh(apps.get(owner.app), owner.entry) ? owner.entry : null;
 }
 
-function askCoalesced(app, url, clientId, origin) {
+function askCoalesced(app, url, clientId, origin, rounds = 2) {
   const key = `${app === null ? `?${clientId}` : app}\n${origin}`;
   const ahead = asking.get(key);
-  if (ahead) return ahead.then(() => knownEntry(url, clientId, origin) || askPageOnce(app, url, clientId));
+  if (ahead && rounds > 0) {
+    return ahead.then(() => knownEntry(url, clientId, origin) || askCoalesced(app, url, clientId, origin, rounds - 1));
+  }
   const ask = askPageOnce(app, url, clientId);
   asking.set(key, ask);
   ask.finally(() => { if (asking.get(key) === ask) asking.delete(key); });
