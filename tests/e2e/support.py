@@ -249,3 +249,14 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def refreshes_once(page: Page, servers: Servers) -> None:
+    """A token inside its skew margin, set in ``page`` (whose runtime has a refresher): the next
+    ``getToken`` returns a new one, and the issuer saw exactly one refresh."""
+    since = time.time()
+    stale = servers.token(ttl=30)
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
+    fresh = page.evaluate("(r) => pyauthWeb.getToken(r)", servers.realm)
+    assert fresh and fresh != stale
+    assert len(servers.issuer.refreshes(since)) == 1

@@ -6,10 +6,9 @@ Pyodide of another version is refused with a clear error."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from support import STORAGE_KEY, Servers, open_app, wait_ready
+from support import STORAGE_KEY, Servers, open_app, refreshes_once, wait_ready
 
 
 def test_the_runtime_runs_in_the_hosts_pyodide(
@@ -32,12 +31,7 @@ def test_the_runtime_runs_in_the_hosts_pyodide(
     seen = [e["auth"] for e in servers.realm_log.for_path(f"/img/attach-{run_id}")]
     assert seen[-1] == f"Bearer {token}"
     # One refresh, as in a page of its own.
-    since = time.time()
-    stale = servers.token(ttl=30)
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
-    fresh = page.evaluate("(r) => pyauthWeb.getToken(r)", servers.realm)
-    assert fresh and fresh != stale
-    assert len(servers.issuer.refreshes(since)) == 1
+    refreshes_once(page, servers)
     assert page_errors == []
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PAGES, Servers, wait_ready
+from support import PAGES, Servers, refreshes_once, wait_ready
 
 from pyauth_web.assets import SOURCE_ROOT
 from pyauth_web.demo.servers import host_app
@@ -88,12 +88,7 @@ def test_the_installed_bundle_paints_and_refreshes(
     # One refresh: a token inside its skew margin is refreshed once by the refresh URL.
     page.goto(f"{host}/t/refresh.html?refresh=/refresh")
     wait_ready(page)
-    since = time.time()
-    stale = servers.token(ttl=30)
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
-    fresh = page.evaluate("(r) => pyauthWeb.getToken(r)", servers.realm)
-    assert fresh and fresh != stale
-    assert len(servers.issuer.refreshes(since)) == 1
+    refreshes_once(page, servers)
     assert page_errors == []
 
 

@@ -388,6 +388,8 @@ def test_host_logout_written_to_storage_removes_the_refresh_token(
         servers.host + "/oauth-token",
     )
     tab_a.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-alice-0')", [servers.realm, servers.token()])
-    assert "rt-alice-0" in tab_b.evaluate("(k) => localStorage.getItem(k)", STORAGE_KEY + ":refresh")
+    # Another tab sees a write a moment later (Chromium delivers localStorage asynchronously).
+    tab_b.wait_for_function("(k) => (localStorage.getItem(k) || '').includes('rt-alice-0')",
+                            arg=STORAGE_KEY + ":refresh", timeout=5_000)
     tab_b.evaluate("(k) => localStorage.removeItem(k)", STORAGE_KEY)  # the host logs out itself
     tab_a.wait_for_function("(k) => localStorage.getItem(k) === null", arg=STORAGE_KEY + ":refresh", timeout=2000)
