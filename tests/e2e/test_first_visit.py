@@ -26,6 +26,17 @@ def sign_in(page: Page, servers: Servers) -> str:
     return token
 
 
+def wait_all_loaded(page: Page, servers: Servers, run: str) -> None:
+    """Until the 10 realm images have loaded (15 s); on a timeout, say what was seen."""
+    try:
+        page.wait_for_function(f"() => ({LOADED})() === {REALM_IMAGES}", timeout=15_000)
+    except Exception as exc:
+        state = page.evaluate("""() => ({controlled: !!navigator.serviceWorker.controller,
+          events: window.__events, images: Array.from(document.querySelectorAll('#realm img'))
+            .map((i) => [i.currentSrc.split('/').pop(), i.complete, i.naturalWidth])})""")
+        raise AssertionError(f"{exc}\npage: {state}\nrealm saw: {requests_for(servers, run)}") from exc
+
+
 def requests_for(servers: Servers, run: str) -> dict[str, list[str | None]]:
     seen: dict[str, list[str | None]] = {}
     for entry in servers.realm_log.entries:
@@ -41,7 +52,7 @@ def test_first_visit_shows_every_realm_image_without_a_reload(
     token = sign_in(page, servers)
     started = time.time()
     page.goto(f"{servers.host}/t/first-visit.html?run={run_id}")
-    page.wait_for_function(f"() => ({LOADED})() === {REALM_IMAGES}", timeout=15_000)
+    wait_all_loaded(page, servers, run_id)
     took = time.time() - started
     assert page.evaluate("() => navigator.serviceWorker.controller !== null")
     seen = requests_for(servers, run_id)
@@ -90,7 +101,7 @@ def test_an_uncontrolled_load_while_the_worker_is_active_recovers_too(
     page.add_init_script("window.__controlledAtStart = !!navigator.serviceWorker.controller")
     token = sign_in(page, servers)
     page.goto(f"{servers.host}/t/first-visit.html?run={run_id}-a")
-    page.wait_for_function(f"() => ({LOADED})() === {REALM_IMAGES}", timeout=15_000)
+    wait_all_loaded(page, servers, f"{run_id}-a")
     # Shift+Reload: the navigation and its subresources bypass the (active) worker.
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -99,7 +110,7 @@ def test_an_uncontrolled_load_while_the_worker_is_active_recovers_too(
     assert page.evaluate("() => window.__controlledAtStart") is False  # loaded uncontrolled
     cdp.send("Network.setBypassServiceWorker", {"bypass": False})
     cdp.detach()
-    page.wait_for_function(f"() => ({LOADED})() === {REALM_IMAGES}", timeout=15_000)
+    wait_all_loaded(page, servers, f"{run_id}-b")
     assert page.evaluate("() => navigator.serviceWorker.controller !== null")
     seen = requests_for(servers, f"{run_id}-b")
     for i in range(REALM_IMAGES):
