@@ -415,8 +415,11 @@
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
     if (sw) sw.addEventListener('controllerchange', () => runtime.sync_worker());
     if (recovery && sw) {
-      if (sw.controller) recovery.run();
-      else sw.addEventListener('controllerchange', () => recovery.run(), { once: true });
+      // Re-request once the worker has applied this page's hello (it then knows which app the
+      // page runs): a re-request that overtook the hello could be left alone by the worker.
+      const recover = () => postToWorker(hello()).then(() => recovery.run());
+      if (sw.controller) recover();
+      else sw.addEventListener('controllerchange', recover, { once: true });
     }
     performance.mark('pyauth-web:ready');
     return api;
