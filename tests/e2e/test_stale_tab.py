@@ -102,6 +102,9 @@ def test_burst_of_focus_and_visibility_events_is_one_prewarm(
     # Visible again, a fresh token: one more pre-warm, and it refreshes nothing.
     page.evaluate("() => setVisibility('visible')")
     page.clock.run_for(2_000)
+    # (the pre-warm is emitted by the runtime's task after the clock ran: wait for it, bounded)
+    page.wait_for_function(
+        "() => window.__events.filter((e) => e.kind === 'prewarm').length >= 2", timeout=5_000)
     assert prewarms(page) == 2
     assert len(servers.issuer.refreshes(since)) == 1
 
