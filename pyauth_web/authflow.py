@@ -17,6 +17,10 @@ without one when ``None``; answer with the response), :class:`ForceRefresh` (ref
 the token looks valid, because the server rejected it; answer with the new token, or ``None``
 when the refresh failed).
 
+DPoP (RFC 9449 §9): a response that asks for a nonce (``asks_for_nonce(response)``; the driver
+has kept the nonce) is sent once more with the same token (a new proof carries the nonce): at
+most one nonce retry per request, and never for a body that cannot be replayed.
+
 Rules: one reactive retry at most. On a 401, if the token used is no longer the current one
 (another caller refreshed meanwhile), retry with the current token without refreshing again;
 otherwise force one refresh and retry. A body that cannot be replayed (a stream) is never
@@ -58,18 +62,33 @@ Answer = str | HasStatus | None
 AuthFlow = Generator[Command, Answer, HasStatus]
 
 
-def auth_flow(*, replayable: bool, current_token: Callable[[], str | None]) -> AuthFlow:
+def auth_flow(
+    *,
+    replayable: bool,
+    current_token: Callable[[], str | None],
+    asks_for_nonce: Callable[[HasStatus], bool] = lambda response: False,
+) -> AuthFlow:
+    nonce_retried = False
+
+    def send(token: str | None) -> Generator[Command, Answer, HasStatus]:
+        nonlocal nonce_retried
+        response = _response((yield Send(token)))
+        if token is not None and replayable and not nonce_retried and asks_for_nonce(response):
+            nonce_retried = True
+            response = _response((yield Send(token)))
+        return response
+
     token = _token((yield GetToken()))
-    response = _response((yield Send(token)))
+    response = yield from send(token)
     if response.status != 401 or token is None or not replayable:
         return response
     now = current_token()
     if now is not None and now != token:  # stale 401: someone refreshed since we sent
-        return _response((yield Send(now)))
+        return (yield from send(now))
     fresh = _token((yield ForceRefresh(token)))
     if fresh is None:
         return response
-    return _response((yield Send(fresh)))
+    return (yield from send(fresh))
 
 
 def _token(answer: Answer) -> str | None:

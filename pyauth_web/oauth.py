@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
+from . import dpop
 from .realms import InvalidRealm, check_realm
 from .refresh import Reason, RefreshError, http_error, is_retryable_status
 from .tokens import normalize_url
@@ -356,13 +357,14 @@ class RefreshTokenMap:
 
 
 # -- the grant, with rotation, against shared storage --------------------------------------------
-@dataclass(frozen=True)
+@dataclass
 class Exchange:
     """One refresh under way: the refresh token it spends and the request to send."""
 
     realm: str
     refresh_token: str
     request: RefreshRequest
+    nonce_retried: bool = False
 
 
 class RefreshTokenGrant:
@@ -413,6 +415,15 @@ class RefreshTokenGrant:
         spent = rotation.take()
         request = build_refresh_request(self.token_endpoint, self.client_id, spent, self.scope)
         return Exchange(realm, spent, request)
+
+    def retry_for_nonce(self, exchange: Exchange, status: int, body: str) -> bool:
+        """A DPoP ``use_dpop_nonce`` refusal (400, RFC 9449 §8): the server checks the proof
+        before the grant, so the refresh token was not used; send the same exchange once more
+        (with a proof carrying the server's nonce). Once per exchange: ``False`` after that."""
+        if exchange.nonce_retried or not dpop.asks_for_nonce(status, None, body):
+            return False
+        exchange.nonce_retried = True
+        return True
 
     def lost(self, exchange: Exchange, reason: Reason) -> None:
         """The request got no answer (``reason``): its refresh token is never sent again."""

@@ -28,6 +28,7 @@ OPTIONS = (
     "refreshTimeout",
     "lockTimeout",
     "redirects",
+    "dpop",
 )
 REFRESHERS = ("refresh", "refreshURL", "oauth")
 OAUTH_OPTIONS = ("tokenEndpoint", "clientId", "scope")
@@ -55,6 +56,23 @@ class Options:
     refresh_timeout: float | None = None
     lock_timeout: float | None = None
     redirects: dict[str, protocol.Redirect] | None = field(default=None)
+    dpop: frozenset[str] | None = None  # realms whose (opaque) tokens are DPoP-bound
+
+
+def dpop_realms(value: object, canonical: Canonicaliser = canonical_realm) -> frozenset[str]:
+    """``dpop: [realmURL, ...]``: the realms whose tokens are DPoP-bound (a JWT with
+    ``cnf.jkt`` is recognised without it); canonical; a one-line error names a bad entry."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"dpop must be a list of realm URLs, got {value!r}")
+    out = set()
+    for realm in value:
+        if not isinstance(realm, str):
+            raise ValueError(f"dpop: a realm URL must be a string, got {realm!r}")
+        try:
+            out.add(canonical(realm))
+        except ValueError as exc:
+            raise ValueError(f"dpop: {exc}") from None
+    return frozenset(out)
 
 
 def _check_keys(value: Mapping[str, object], known: tuple[str, ...], name: str) -> None:
@@ -148,4 +166,5 @@ def parse_options(
         refresh_timeout=refresh_timeout,
         lock_timeout=lock_timeout,
         redirects=None if redirects is None else protocol.check_redirects(redirects, canonical),
+        dpop=dpop_realms(given["dpop"], canonical) if "dpop" in given else None,
     )

@@ -11,8 +11,8 @@ page -> SW (``postMessage`` to every worker of the registration, with a port for
 
     {type: 'hello', app}
     {type: 'sync-tokens', app, tokens: {realmURL: token}, expires: {realmURL: exp|null},
-     redirects: {realmURL: 'follow'|'error'}, realms, skew}
-    {type: 'set-realm-token', app, realmURL, token, exp, redirect, skew}
+     redirects: {realmURL: 'follow'|'error'}, dpop: {realmURL: true}, realms, skew}
+    {type: 'set-realm-token', app, realmURL, token, exp, redirect, dpop, skew}
     {type: 'remove-realm-token', app, realmURL}
     {type: 'clear-tokens', app}
     {type: 'worker-ticket', app, url}
@@ -24,13 +24,17 @@ SW -> page on a token miss (``client.postMessage(msg, [port])``)::
 SW -> page after applying a message: ``{type: 'ack', ack, v}`` (``v``: the worker's protocol
 version, :data:`PROTOCOL_VERSION`).
 
-page -> SW on that port: ``{app, realmURL, token, exp, redirect, skew}`` or ``{app}``; optionally
-first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at most 3000 ms.
+``dpop`` (``true`` for a DPoP-bound token, RFC 9449): the worker sends ``Authorization: DPoP``
+with a proof signed by the app's key (:mod:`pyauth_web.dpop`), never ``Bearer``.
+
+page -> SW on that port: ``{app, realmURL, token, exp, redirect, dpop, skew}`` or ``{app}``;
+optionally first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at most
+3000 ms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -150,6 +154,7 @@ def token_reply(
     app: str,
     redirects: Mapping[str, Redirect] | None = None,
     skew: float = DEFAULT_SKEW_SECONDS,
+    dpop: bool = False,
 ) -> Message:
     """The answer to ``request-realm-token``. Like every message that gives the worker a token,
     it carries the page's skew: the worker has no default of its own."""
@@ -161,6 +166,7 @@ def token_reply(
         "token": entry.token,
         "exp": entry.exp,
         "redirect": redirect_mode(entry.realm, redirects),
+        "dpop": dpop,
         "skew": skew,
     }
 
@@ -169,8 +175,10 @@ def sync_tokens(
     store: TokenStore,
     realms: list[str] | tuple[str, ...] = (),
     redirects: Mapping[str, Redirect] | None = None,
+    dpop: Container[str] = frozenset(),
 ) -> Message:
-    """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for."""
+    """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for;
+    ``dpop``: the realms whose tokens are DPoP-bound."""
     entries = store.entries()
     return {
         "type": SYNC_TOKENS,
@@ -178,12 +186,16 @@ def sync_tokens(
         "tokens": {r: e.token for r, e in entries.items()},
         "expires": {r: e.exp for r, e in entries.items()},
         "redirects": {r: redirect_mode(r, redirects) for r in entries},
+        "dpop": {r: True for r in entries if r in dpop},
         "skew": store.skew,
     }
 
 
 def set_realm_token(
-    entry: TokenEntry, skew: float, redirects: Mapping[str, Redirect] | None = None
+    entry: TokenEntry,
+    skew: float,
+    redirects: Mapping[str, Redirect] | None = None,
+    dpop: bool = False,
 ) -> Message:
     return {
         "type": SET_REALM_TOKEN,
@@ -191,6 +203,7 @@ def set_realm_token(
         "token": entry.token,
         "exp": entry.exp,
         "redirect": redirect_mode(entry.realm, redirects),
+        "dpop": dpop,
         "skew": skew,
     }
 

@@ -67,6 +67,7 @@ class Reason(StrEnum):
     TOKEN_ENDPOINT_REDIRECTED = "token endpoint redirected"
     NO_REFRESH_TOKEN = "no refresh token for this session"
     REFRESH_TOKEN_USED = "refresh token already used"  # never sent twice (rotation)
+    DPOP_KEY_LOST = "dpop key lost"  # a DPoP-bound token whose key is gone or another one
 
 
 Refresher = Callable[[str], Awaitable[str]]

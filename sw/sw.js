@@ -121,13 +121,14 @@ function fresh(state, entry) {
 }
 
 function sameEntry(a, b) {
-  return a && b && a.token === b.token && a.exp === b.exp && a.redirect === b.redirect;
+  return a && b && a.token === b.token && a.exp === b.exp && a.redirect === b.redirect && a.dpop === b.dpop;
 }
 
 // Returns true when the app's state changed.
-function putToken(state, realmURL, token, exp, redirect) {
+function putToken(state, realmURL, token, exp, redirect, dpop) {
   if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
-  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect) };
+  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: dpop === true };
+  if (entry.dpop && !sameEntry(state.tokens.get(realmURL), entry)) state.key = null;  // a new sign-in may bring a new key
   const origin = new URL(realmURL).origin;
   const changed = !sameEntry(state.tokens.get(realmURL), entry) || !state.origins.has(origin);
   state.tokens.set(realmURL, entry);
@@ -173,6 +174,7 @@ function applyMessage(msg, clientId) {
       if (fp !== null && fp !== state.fp) {
         for (const realm of [...state.tokens.keys()]) changed = dropToken(state, realm) || changed;
         state.fp = fp;
+        state.key = null;
         changed = true;
       }
       break;
@@ -182,19 +184,20 @@ function applyMessage(msg, clientId) {
       changed = addRealmOrigins(state, msg.realms) || changed;
       const expires = (msg.expires && typeof msg.expires === 'object') ? msg.expires : {};
       const redirects = (msg.redirects && typeof msg.redirects === 'object') ? msg.redirects : {};
+      const dpop = (msg.dpop && typeof msg.dpop === 'object') ? msg.dpop : {};
       // A full sync is authoritative for its app: realms missing from it are gone.
       for (const realm of [...state.tokens.keys()]) {
         if (!Object.hasOwn(msg.tokens, realm)) changed = dropToken(state, realm) || changed;
       }
       for (const [realm, token] of Object.entries(msg.tokens)) {
-        if (putToken(state, realm, token, expires[realm], redirects[realm])) changed = true;
+        if (putToken(state, realm, token, expires[realm], redirects[realm], Object.hasOwn(dpop, realm) && dpop[realm] === true)) changed = true;
         else if (!isRealm(realm) || !isStr(token) || !isExp(expires[realm])) changed = dropToken(state, realm) || changed;
       }
       break;
     }
     case MSG.SET_REALM_TOKEN:
       changed = setSkew(state, msg.skew) || changed;
-      changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect) || changed;
+      changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect, msg.dpop) || changed;
       break;
     case MSG.REMOVE_REALM_TOKEN:
       if (isStr(msg.realmURL)) changed = dropToken(state, msg.realmURL) || changed;
@@ -202,6 +205,7 @@ function applyMessage(msg, clientId) {
     case MSG.CLEAR_TOKENS:
       changed = state.tokens.size > 0 || changed;
       state.tokens.clear();
+      state.key = null;  // the page deletes the app's DPoP key
       state.clearedAt = ++seq;
       break;
     case MSG.WORKER_TICKET:
@@ -254,7 +258,7 @@ function restore(saved, liveClients) {
       if (typeof origin === 'string' && originOf(origin) === origin) state.origins.add(origin);
     }
     for (const [realm, e] of Object.entries(s.tokens && typeof s.tokens === 'object' ? s.tokens : {})) {
-      if (e && typeof e === 'object') putToken(state, realm, e.token, e.exp, e.redirect);
+      if (e && typeof e === 'object') putToken(state, realm, e.token, e.exp, e.redirect, e.dpop);
     }
   }
   const savedMembers = saved.members && typeof saved.members === 'object' ? saved.members : {};
@@ -366,8 +370,9 @@ async function askPage(app, requestURL, clientId) {
   const state = appState(owner);
   if (state.clearedAt > startSeq || (state.removedAt.get(reply.realmURL) || 0) > startSeq) return null;
   const skewChanged = setSkew(state, reply.skew);
-  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect) || skewChanged) save();
-  return state.tokens.get(reply.realmURL);
+  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect, reply.dpop) || skewChanged) save();
+  const entry = state.tokens.get(reply.realmURL);
+  return entry && { ...entry, app: owner };
 }
 
 function askPageOnce(app, requestURL, clientId) {
@@ -381,9 +386,14 @@ function askPageOnce(app, requestURL, clientId) {
   return p;
 }
 
-function withAuth(request, entry) {
+function withAuth(request, entry, app) {
+  return entry.dpop ? withProof(request, entry, app) : send(request, entry, `Bearer ${entry.token}`, null);
+}
+
+function send(request, entry, authorization, proof) {
   const headers = new Headers(request.headers);
-  headers.set('Authorization', `Bearer ${entry.token}`);
+  headers.set('Authorization', authorization);
+  if (proof !== null) headers.set(DPOP.PROOF_HEADER, proof);
   return fetch(new Request(request.url, {
     method: request.method,
     headers,
@@ -397,6 +407,98 @@ function withAuth(request, entry) {
     referrerPolicy: request.referrerPolicy,
     integrity: request.integrity,
   }));
+}
+
+// --- DPoP (RFC 9449): the proof for a bound token; the rules are pyauth_web/dpop.py's --------
+// The app's key pair lives in IndexedDB (made by the page, non-extractable); this worker reads
+// it once per app and signs a new proof per request. Without a key the request falls through
+// unauthenticated (the page reports the lost key once). A `use_dpop_nonce` answer is retried
+// once with the server's nonce, kept per origin and updated from any response's DPoP-Nonce.
+const DPOP = Object.freeze({
+  DB: 'pyauth-web-dpop', STORE: 'keys', PROOF_HEADER: 'DPoP', NONCE_HEADER: 'DPoP-Nonce',
+  TYP: 'dpop+jwt', ALG: 'ES256', MAX_NONCE_LENGTH: 1024, MAX_ORIGINS: 256,
+});
+const nonces = new Map();  // origin -> the newest nonce it gave
+const NONCE_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+const DPOP_CHALLENGE_RE = /(?:^|,)\s*DPoP(?:\s|$)/i;
+const USE_NONCE_RE = /\berror\s*=\s*"?use_dpop_nonce"?(?:\s|,|$)/;
+
+function readKey(app) {
+  return new Promise((resolve) => {
+    const open = indexedDB.open(DPOP.DB, 1);
+    open.onupgradeneeded = () => { open.result.createObjectStore(DPOP.STORE); };
+    open.onerror = () => resolve(null);
+    open.onsuccess = () => {
+      const db = open.result;
+      try {
+        const req = db.transaction(DPOP.STORE, 'readonly').objectStore(DPOP.STORE).get(app);
+        req.onsuccess = () => { db.close(); resolve(req.result || null); };
+        req.onerror = () => { db.close(); resolve(null); };
+      } catch { db.close(); resolve(null); }
+    };
+  });
+}
+
+function keyOf(app) {
+  const state = appState(app);
+  if (!state.key) {
+    const key = readKey(app).then((record) => (record && record.privateKey && record.jwk ? record : null));
+    state.key = key;
+    key.then((record) => { if (!record && state.key === key) state.key = null; });  // read again next time
+  }
+  return state.key;
+}
+
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+  .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const jsonB64 = (value) => b64url(new TextEncoder().encode(JSON.stringify(value)));
+
+function keepNonce(url, value) {
+  if (typeof value !== 'string' || value.length > DPOP.MAX_NONCE_LENGTH || !NONCE_RE.test(value)) return;
+  const origin = originOf(url);
+  nonces.delete(origin);
+  nonces.set(origin, value);
+  if (nonces.size > DPOP.MAX_ORIGINS) nonces.delete(nonces.keys().next().value);
+}
+
+function asksForNonce(response) {
+  const challenge = response.headers.get('WWW-Authenticate') || '';
+  return response.status === 401 && DPOP_CHALLENGE_RE.test(challenge) && USE_NONCE_RE.test(challenge);
+}
+
+async function proofFor(key, entry, method, url) {
+  if (!entry.ath) {
+    entry.ath = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(entry.token)));
+  }
+  const htu = new URL(url);
+  htu.search = '';
+  htu.hash = '';
+  const claims = {
+    jti: b64url(crypto.getRandomValues(new Uint8Array(18))), htm: method, htu: htu.href,
+    iat: Math.floor(Date.now() / 1000), ath: entry.ath,
+  };
+  const nonce = nonces.get(originOf(url));
+  if (nonce !== undefined) claims.nonce = nonce;
+  const jwk = { kty: key.jwk.kty, crv: key.jwk.crv, x: key.jwk.x, y: key.jwk.y };
+  const input = `${jsonB64({ typ: DPOP.TYP, alg: DPOP.ALG, jwk })}.${jsonB64(claims)}`;
+  const signature = await crypto.subtle.sign(
+    { name: 'ECDSA', hash: 'SHA-256' }, key.privateKey, new TextEncoder().encode(input),
+  );
+  return `${input}.${b64url(signature)}`;
+}
+
+async function withProof(request, entry, app) {
+  const key = await keyOf(app);
+  if (!key) return fetch(request);
+  let response = null;
+  for (let attempt = 0; attempt < 2; attempt++) {  // at most one nonce retry per request
+    const proof = await proofFor(key, entry, request.method, request.url);
+    response = await send(request, entry, `DPoP ${entry.token}`, proof);
+    const before = nonces.get(originOf(request.url));
+    keepNonce(request.url, response.headers.get(DPOP.NONCE_HEADER));
+    if (!asksForNonce(response) || nonces.get(originOf(request.url)) === before) break;
+  }
+  return response;
 }
 
 // The app (among those the client joined) that owns `url`: the longest realm holding a token,
@@ -449,12 +551,12 @@ function route(request, clientId) {
   if (!joined) {
     // Not (yet) a runtime client: ask it once; any answer makes it join its app.
     if (silent.has(clientId) || !anyAppKnows(origin)) return null;
-    return askCoalesced(null, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
+    return askCoalesced(null, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app) : fetch(request)));
   }
   const owner = ownerOf(joined, url, origin);
   if (owner === null) return null;
-  if (owner.entry && fresh(apps.get(owner.app), owner.entry)) return withAuth(request, owner.entry);
-  return askCoalesced(owner.app, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry) : fetch(request)));
+  if (owner.entry && fresh(apps.get(owner.app), owner.entry)) return withAuth(request, owner.entry, owner.app);
+  return askCoalesced(owner.app, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app) : fetch(request)));
 }
 
 // Misses of one app on one origin wait for the ask already in flight there, whose answer (a
@@ -468,7 +570,7 @@ const asking = new Map();  // `${app}\n${origin}` (or the client, before it join
 function knownEntry(url, clientId, origin) {  // the token route() would use now, if fresh
   const joined = members.get(clientId);
   const owner = joined ? ownerOf(joined, url, origin) : null;
-  return owner && owner.entry && fresh(apps.get(owner.app), owner.entry) ? owner.entry : null;
+  return owner && owner.entry && fresh(apps.get(owner.app), owner.entry) ? { ...owner.entry, app: owner.app } : null;
 }
 
 function askCoalesced(app, url, clientId, origin, rounds = 2) {

@@ -11,9 +11,11 @@ Promise: Any
 Request: Any
 Response: Any
 URL: Any
+Uint8Array: Any
 WebSocket: Any
 caches: Any
 console: Any
+crypto: Any
 document: Any
 fetch: Any
 localStorage: Any

@@ -258,6 +258,45 @@
   }
   postToWorker(hello());
 
+  // --- DPoP keys (RFC 9449) -------------------------------------------------------------------
+  // One P-256 key pair per app, made with WebCrypto as non-extractable and kept in IndexedDB
+  // (a CryptoKey is stored by structured clone: the private key never exists as bytes this or
+  // any other script can read). Every tab of the app and the service worker use the same key;
+  // `clearTokens()` deletes it and the next sign-in makes a new one. Python (the runtime) signs
+  // with it; sw/sw.js reads it from the same database. Record: {privateKey, jwk, created}.
+  const DPOP_DB = 'pyauth-web-dpop';
+  const DPOP_STORE = 'keys';
+  /** @param {IDBTransactionMode} mode @param {(store: IDBObjectStore) => IDBRequest} op */
+  function keyStore(mode, op) {
+    return new Promise((resolve, reject) => {
+      const open = indexedDB.open(DPOP_DB, 1);
+      open.onupgradeneeded = () => { open.result.createObjectStore(DPOP_STORE); };
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const db = open.result;
+        let req;
+        try { req = op(db.transaction(DPOP_STORE, mode).objectStore(DPOP_STORE)); } catch (err) { db.close(); reject(err); return; }
+        req.onsuccess = () => { db.close(); resolve(req.result); };
+        req.onerror = (ev) => { ev.preventDefault(); db.close(); reject(req.error); };
+      };
+    });
+  }
+  const dpopKeys = {
+    /** @returns {Promise<any>} the app's key record, or null */
+    load: () => keyStore('readonly', (st) => st.get(app)).then((r) => r || null),
+    /** The app's key record, made now if there is none (two tabs at once: the first one stored wins). */
+    async create() {
+      const existing = await dpopKeys.load();
+      if (existing) return existing;
+      const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+      const jwk = await crypto.subtle.exportKey('jwk', pair.publicKey);
+      const record = { privateKey: pair.privateKey, jwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, created: Date.now() };
+      try { await keyStore('readwrite', (st) => st.add(record, app)); } catch { /* another tab's won */ }
+      return dpopKeys.load();
+    },
+    remove: () => keyStore('readwrite', (st) => st.delete(app)).then(() => undefined),
+  };
+
   // --- Python errors become plain JS errors with a one-line message ------------------------
   function plainError(err) {
     if (err && err.constructor && err.constructor.name === 'PythonError') {
@@ -409,7 +448,7 @@
     performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     performance.mark('pyauth-web:runtime-imported');
-    runtime = mod.start(config, postToWorker);
+    runtime = mod.start(config, postToWorker, dpopKeys);
     api.pyodide = pyodide;
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
@@ -463,7 +502,7 @@
     localStorage.removeItem(config.storageKey);
     localStorage.removeItem(`${config.storageKey}:refresh`);
     postToWorker({ type: MSG.CLEAR_TOKENS });
-    return flush();
+    return Promise.all([flush(), dpopKeys.remove().catch(() => {})]).then(() => undefined);
   }
 
   // A single-use URL that joins the client fetching it (a dedicated or shared worker, which
@@ -483,7 +522,7 @@
     setToken: (realmURL, token, refreshToken) => call((rt) => { rt.set_token(realmURL, token, refreshToken ?? undefined); }).then(flush),
     removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }).then(flush),
     clearTokens: () => ready.then(
-      () => call((rt) => { rt.clear_tokens(); }).then(flush),
+      () => call((rt) => rt.clear_tokens()).then(flush),
       () => clearWithoutRuntime(),
     ),
     // Re-read localStorage now (after the host wrote it in this tab) and tell the worker.
@@ -491,6 +530,9 @@
     workerTicket,
     attach,
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),
+    // A DPoP proof (RFC 9449) for a request the host sends itself, e.g. the authorization-code
+    // exchange at sign-in, which binds the tokens to this app's key (made now if there is none).
+    dpopProof: (method, url, options = {}) => call((rt) => rt.dpop_proof(method, url, options)),
     fetch: (input, init) => authFetch(input, init, undefined),
     wrapFetch: (fetchFn) => (input, init) => authFetch(input, init, fetchFn),
     // SSE over fetch: {onEvent({type, data, id}), onStateChange(state), resync: async () => {}}.

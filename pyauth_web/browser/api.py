@@ -15,6 +15,7 @@ from typing import Any
 from pyodide.ffi import JsProxy, jsnull
 
 from pyauth_web.browser import fetch as auth_fetch
+from pyauth_web.browser import urls
 from pyauth_web.browser.session import Session
 from pyauth_web.browser.sse import StreamHandle, start_stream
 from pyauth_web.browser.worker import TokenAnswers
@@ -82,8 +83,20 @@ class PyAuthWeb:
     def remove_token(self, realm_url: str) -> None:
         self.session.remove_token(realm_url)
 
-    def clear_tokens(self) -> None:
-        self.session.clear_tokens()
+    async def clear_tokens(self) -> None:
+        """Log out: every token and refresh token of the app, and its DPoP key."""
+        await self.session.clear_tokens()
+
+    async def dpop_proof(self, method: str, url: str, options: Any = None) -> str:
+        """``pyauthWeb.dpopProof(method, url, {nonce})``: see :meth:`Session.dpop_proof`."""
+        opts = py(options) or {}
+        nonce = opts.get("nonce") if isinstance(opts, dict) else None
+        if nonce is not None and not isinstance(nonce, str):
+            raise ValueError(f"dpopProof: nonce must be a string, got {nonce!r}")
+        target = urls.canonical(str(url))
+        if target is None:
+            raise ValueError(f"dpopProof: not an absolute http(s) URL: {url!r}")
+        return await self.session.dpop.proof_for_host(str(method), target, nonce)
 
     def reload(self) -> None:
         """``pyauthWeb.reload()``: re-read the session now and tell the worker."""

@@ -15,6 +15,7 @@ import js
 from pyodide.ffi import JsProxy, to_js
 from pyodide.http import FetchResponse, pyfetch
 
+from pyauth_web import dpop
 from pyauth_web.authflow import ForceRefresh, GetToken, Send, auth_flow
 from pyauth_web.browser import source, urls
 from pyauth_web.browser.source import TokenSource
@@ -23,15 +24,22 @@ from pyauth_web.refresh import RefreshError
 
 
 async def run_flow(
-    rt: TokenSource, url: str, replayable: bool, send: Callable[[str | None], Awaitable[Any]]
+    rt: TokenSource,
+    url: str,
+    replayable: bool,
+    send: Callable[[str | None], Awaitable[Any]],
+    nonce_asked: Callable[[], bool] = lambda: False,
 ) -> Any:
-    """``url`` is where ``send`` sends the request, exactly (the canonical URL)."""
+    """``url`` is where ``send`` sends the request, exactly (the canonical URL);
+    ``nonce_asked()``: whether the last response asked for a DPoP nonce retry."""
     match = urls.for_matching(url)  # None: no realm can hold a token for it
 
     def current() -> str | None:
         return rt.current_token(match) if match else None
 
-    flow = auth_flow(replayable=replayable, current_token=current)
+    flow = auth_flow(
+        replayable=replayable, current_token=current, asks_for_nonce=lambda _: nonce_asked()
+    )
     command = next(flow)
     while True:
         answer: Any
@@ -67,18 +75,41 @@ async def js_fetch(rt: TokenSource, input: Any, init: Any = None, transport: Any
     body = getattr(init, "body", None) if init is not None else None
     replayable = not _is_stream(body)
 
+    url = str(request.url)
+    asked = [False]
+
     async def send(token: str | None) -> Any:
         base = request.clone() if replayable else request
         headers = js.Headers.new(base.headers)
         options: dict[str, Any] = {"headers": headers}
         if token is not None:
-            headers.set("Authorization", f"Bearer {token}")
-            if rt.redirect_for(urls.for_matching(str(request.url))) is Redirect.ERROR:
-                options["redirect"] = "error"
+            token = await _authorize(rt, url, str(request.method), token, headers.set)
+        if token is not None and rt.redirect_for(urls.for_matching(url)) is Redirect.ERROR:
+            options["redirect"] = "error"
         options = to_js(options, dict_converter=js.Object.fromEntries)
-        return await transport(js.Request.new(base, options))
+        response = await transport(js.Request.new(base, options))
+        if token is not None:
+            h = response.headers
+            asked[0] = rt.saw_response(
+                url, int(response.status), h.get("WWW-Authenticate"), h.get(dpop.NONCE_HEADER)
+            )
+        return response
 
-    return await run_flow(rt, str(request.url), replayable, send)
+    return await run_flow(rt, url, replayable, send, lambda: asked[0])
+
+
+async def _authorize(
+    rt: TokenSource, url: str, method: str, token: str, set_header: Callable[[str, str], Any]
+) -> str | None:
+    """Set the headers that send ``token``; ``None`` when it cannot be sent (a lost DPoP key,
+    reported once): the request then goes without it."""
+    try:
+        headers = await rt.auth_headers(url, method, token)
+    except RefreshError:
+        return None
+    for name, value in headers.items():
+        set_header(name, value)
+    return token
 
 
 async def fetch(url: str, **init: Any) -> FetchResponse:
@@ -91,14 +122,23 @@ async def fetch(url: str, **init: Any) -> FetchResponse:
     target = urls.canonical(url) or url
     replayable = not _is_stream(init.get("body"))
 
+    asked = [False]
+    method = str(init.get("method") or "GET").upper()
+
     async def send(token: str | None) -> FetchResponse:
         headers = dict(init.get("headers") or {})
         extra: dict[str, Any] = {}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-            if rt.redirect_for(urls.for_matching(target)) is Redirect.ERROR:
-                extra["redirect"] = "error"
-        return await pyfetch(target, **{**init, "headers": headers, **extra})
+            token = await _authorize(rt, target, method, token, headers.__setitem__)
+        if token is not None and rt.redirect_for(urls.for_matching(target)) is Redirect.ERROR:
+            extra["redirect"] = "error"
+        response = await pyfetch(target, **{**init, "headers": headers, **extra})
+        if token is not None:
+            h = {k.lower(): v for k, v in response.headers.items()}
+            asked[0] = rt.saw_response(
+                target, response.status, h.get("www-authenticate"), h.get("dpop-nonce")
+            )
+        return response
 
-    response: FetchResponse = await run_flow(rt, target, replayable, send)
+    response: FetchResponse = await run_flow(rt, target, replayable, send, lambda: asked[0])
     return response

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Container
-from typing import Any
+from typing import Any, Protocol
 
 import js
 from pyodide.ffi import JsException, to_js
@@ -140,6 +140,14 @@ class RefreshTokenStorage:
         js.localStorage.removeItem(self.key)
 
 
+class TokenRequestProofs(Protocol):
+    """DPoP for token requests (the session): a proof header when the realm's session is
+    DPoP-bound (``{}`` when not), and the nonces servers give."""
+
+    async def token_request_headers(self, realm: str, url: str) -> dict[str, str]: ...
+    def saw_nonce(self, url: str, nonce: object) -> None: ...
+
+
 class OAuthRefresher:
     """The ``refresh_token`` grant against the token endpoint: the rule (which refresh token,
     never one twice, what a reply means) is :class:`pyauth_web.oauth.RefreshTokenGrant`; this
@@ -153,35 +161,45 @@ class OAuthRefresher:
         tokens: RefreshTokenStorage,
         session_token: Callable[[str], str | None],
         scope: str | None = None,
+        proofs: TokenRequestProofs | None = None,
     ) -> None:
         self.grant = oauth.RefreshTokenGrant(token_endpoint, client_id, scope)
         self.tokens = tokens
         self._session_token = session_token
+        self._proofs = proofs
 
     async def __call__(self, realm: str) -> str:
         # The newest refresh token, whichever tab rotated it, if it belongs to this session.
         exchange = self.grant.start(realm, self.tokens.load(), self._session_token(realm))
         req = exchange.request
         controller = js.AbortController.new()
-        init = {
-            "method": "POST",
-            "headers": req.headers,
-            "body": req.body,
-            "credentials": "omit",
-            "redirect": "manual",  # the refresh token never follows a redirect
-            "signal": controller.signal,
-        }
-        try:
-            resp = await js.fetch(req.url, to_js(init, dict_converter=js.Object.fromEntries))
-            redirected = resp.type == OPAQUE_REDIRECT
-            body = "" if redirected else await resp.text()
-        except JsException as exc:
-            self.grant.lost(exchange, Reason.NETWORK_ERROR)
-            raise network_error(realm, str(exc)) from exc
-        except asyncio.CancelledError:  # the coordinator's deadline (or a logout: discarded)
-            self.grant.lost(exchange, Reason.REFRESH_TIMED_OUT)
-            controller.abort()
-            raise
+        while True:
+            headers = dict(req.headers)
+            if self._proofs is not None:  # a DPoP-bound session: the refresh carries a proof
+                headers.update(await self._proofs.token_request_headers(realm, req.url))
+            init = {
+                "method": "POST",
+                "headers": headers,
+                "body": req.body,
+                "credentials": "omit",
+                "redirect": "manual",  # the refresh token never follows a redirect
+                "signal": controller.signal,
+            }
+            try:
+                resp = await js.fetch(req.url, to_js(init, dict_converter=js.Object.fromEntries))
+                redirected = resp.type == OPAQUE_REDIRECT
+                body = "" if redirected else await resp.text()
+            except JsException as exc:
+                self.grant.lost(exchange, Reason.NETWORK_ERROR)
+                raise network_error(realm, str(exc)) from exc
+            except asyncio.CancelledError:  # the coordinator's deadline (or a logout: discarded)
+                self.grant.lost(exchange, Reason.REFRESH_TIMED_OUT)
+                controller.abort()
+                raise
+            if self._proofs is not None and not redirected:
+                self._proofs.saw_nonce(req.url, resp.headers.get("DPoP-Nonce"))
+            if redirected or not self.grant.retry_for_nonce(exchange, int(resp.status), body):
+                break
         if redirected:  # the refresh token stays spent: a redirect is a final failure
             raise RefreshError(
                 realm,

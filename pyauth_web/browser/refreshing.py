@@ -19,6 +19,7 @@ from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import (
     OAuthRefresher,
     RefreshTokenStorage,
+    TokenRequestProofs,
     callback_refresher,
     url_refresher,
 )
@@ -91,6 +92,7 @@ class Refreshing:
         options: Options,
         refresh_tokens: RefreshTokenStorage,
         session_token: Callable[[str], str | None],
+        proofs: TokenRequestProofs | None = None,
     ) -> None:
         """Apply checked options: the refresher (options without one keep the current one) and
         a new coordinator (in-flight refreshes of the old one end as ``reconfigured``)."""
@@ -102,7 +104,7 @@ class Refreshing:
         elif options.oauth is not None:
             o = options.oauth
             oauth_refresher = OAuthRefresher(
-                o.token_endpoint, o.client_id, refresh_tokens, session_token, o.scope
+                o.token_endpoint, o.client_id, refresh_tokens, session_token, o.scope, proofs
             )
             if self.oauth is not None:  # never resend what this tab already spent
                 oauth_refresher.grant.carry_over(self.oauth.grant)

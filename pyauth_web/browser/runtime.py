@@ -21,6 +21,7 @@ from pyodide.ffi import JsProxy
 from pyauth_web.browser import source, urls
 from pyauth_web.browser.api import PyAuthWeb, py
 from pyauth_web.browser.events import Events
+from pyauth_web.browser.proofs import Proofs
 from pyauth_web.browser.session import Session
 from pyauth_web.browser.worker import TokenAnswers, WorkerLink
 from pyauth_web.options import parse_options
@@ -30,10 +31,13 @@ START_OPTIONS = ("storageKey", "skew", "realms", "refreshURL")
 _current: PyAuthWeb | None = None
 
 
-def start(config: Any, post_to_worker: JsProxy) -> PyAuthWeb:
+def start(
+    config: Any, post_to_worker: JsProxy, dpop_keys: JsProxy | None = None
+) -> PyAuthWeb:
     """Start the runtime from the loader's config ``{storageKey, skew, realms, refreshURL, ...}``
-    (the loader's own keys are ignored here). A bad ``data-skew`` or ``data-realms`` entry is
-    warned about and left out; a bad ``data-refresh-url`` fails the start with its error."""
+    (the loader's own keys are ignored here); ``dpop_keys`` is the loader's DPoP key store.
+    A bad ``data-skew`` or ``data-realms`` entry is warned about and left out; a bad
+    ``data-refresh-url`` fails the start with its error."""
     global _current
     cfg = py(config)
     if cfg.get("pyodide") != "external":
@@ -58,7 +62,8 @@ def start(config: Any, post_to_worker: JsProxy) -> PyAuthWeb:
         except ValueError as exc:
             events.warn(f"ignoring configured realm: {exc}")
     app = cfg.get("storageKey") or DEFAULT_STORAGE_KEY
-    session = Session(app, store, realms, WorkerLink(post_to_worker), events)
+    proofs = Proofs(dpop_keys, store.clock)
+    session = Session(app, store, realms, WorkerLink(post_to_worker), events, proofs)
     answers = TokenAnswers(app, session)
     if cfg.get("refreshURL"):
         coordinator = session.coordinator

@@ -1,12 +1,9 @@
 """The app's session in this tab: the token store, its refresh, and what changes it.
 
-:class:`Session` is what the rest of the adapter talks to: it implements
-:class:`~pyauth_web.browser.source.TokenSource` (for fetch, SSE, WebSocket) and the answer
-handler's :class:`~pyauth_web.browser.worker.AnswerSource`, and carries out ``setToken``,
-``removeToken``, ``clearTokens``, storage changes and ``configure``. It holds the refresh
-coordinator (rebuilt on ``configure``) and tells storage, the worker, the timers and the host
-about each change. Storage is the truth: before it answers or refreshes, it re-reads.
-"""
+:class:`Session` implements :class:`~pyauth_web.browser.source.TokenSource` (fetch, SSE,
+WebSocket) and :class:`~pyauth_web.browser.worker.AnswerSource`; it carries out ``setToken``,
+``removeToken``, ``clearTokens``, storage changes and ``configure``, and tells storage, the
+worker, the timers and the host. Storage is the truth: it re-reads before it answers."""
 
 from __future__ import annotations
 
@@ -17,6 +14,7 @@ from typing import Any
 from pyauth_web import protocol
 from pyauth_web.browser import handoff, urls
 from pyauth_web.browser.events import Events
+from pyauth_web.browser.proofs import Binding, Proofs
 from pyauth_web.browser.refreshing import Refreshing
 from pyauth_web.browser.storage import SessionStorage
 from pyauth_web.browser.timers import RefreshTimers
@@ -28,12 +26,8 @@ from pyauth_web.tokens import TokenStore
 
 class Session:
     def __init__(
-        self,
-        app: str,
-        store: TokenStore,
-        realms: list[str],
-        worker: WorkerLink,
-        events: Events,
+        self, app: str, store: TokenStore, realms: list[str], worker: WorkerLink, events: Events,
+        proofs: Proofs | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -43,11 +37,22 @@ class Session:
         lag = lambda realm: events.emit("storage-lag", realmURL=realm)  # noqa: E731
         self.storage = SessionStorage(app, store, events.warn, handoff.Handoff(app), lag)
         self.redirects: dict[str, protocol.Redirect] = {}  # the host's overrides, by realm
+        self.dpop = Binding(
+            store, proofs or Proofs(None, store.clock), events, session_token=self.session_token
+        )
+        # DPoP (TokenSource, AnswerSource): which tokens are bound, and the headers that send them
+        self.uses_dpop = self.dpop.uses_dpop
+        self.auth_headers = self.dpop.auth_headers
+        self.saw_response = self.dpop.saw_response
         self.refreshes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.refreshing = Refreshing(
             app, store, events, reread=self._reread, on_success=self._refreshed, spawn=self.spawn
         )
+        self.warn = events.warn
+        self.token_of = self.storage.token
+        self.can_refresh = self.refreshing.can_refresh
+        self.refresh = self.refreshing.refresh
         self.timers = RefreshTimers(
             store,
             self.refreshing.rng,
@@ -112,22 +117,10 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def warn(self, message: str) -> None:
-        self.events.warn(message)
-
     # -- refresh ------------------------------------------------------------------------------
     @property
     def coordinator(self) -> RefreshCoordinator:
         return self.refreshing.coordinator
-
-    def token_of(self, realm: str) -> str | None:
-        return self.storage.token(realm)
-
-    def can_refresh(self, realm: str) -> bool:
-        return self.refreshing.can_refresh(realm)
-
-    async def refresh(self, realm: str, stale: str | None = None) -> str:
-        return await self.refreshing.refresh(realm, stale)
 
     async def _reread(self, realm: str) -> str | None:  # under the lock; awaits a sibling's
         token = await self.storage.reread(realm)
@@ -148,7 +141,7 @@ class Session:
         entry = self.store.set(realm, token)
         self.storage.persist()
         self.refreshes += 1
-        self.worker.set_token(entry, self.store.skew, self.redirects)
+        self.worker.set_token(entry, self.store.skew, self.redirects, self.uses_dpop(entry))
         self.timers.plan(entry)
         self.timers.schedule()
         self.events.emit("token-refreshed", realmURL=realm, exp=entry.exp)
@@ -168,18 +161,18 @@ class Session:
             self.storage_changed()
 
     def storage_changed(self) -> None:
-        """The stored session changed outside this runtime (the host, or another tab): follow it
-        and tell the worker. Every tab that notices tells it; the worker applies a sync only when
-        it changes the app's state. Storage is the truth, so nothing stale comes back."""
+        """The stored session changed outside this runtime (the host, another tab): follow it
+        and tell the worker (which applies a sync only when it changes the app's state)."""
         before = self.store.entries()
         self._load()
         after = self.store.entries()
-        # A session the host removed takes its refresh token with it. (A replaced session keeps
-        # its entry, unused: the pairing refuses it, and only a refresh under the lock may
-        # rewrite a pairing.)
+        # A session the host removed takes its refresh token with it (a replaced one keeps its
+        # entry, unused: the pairing refuses it; only a refresh under the lock rewrites one).
         self.storage.refresh_tokens().keep_only(set(after))
         if any(realm not in after for realm in before):  # logout or removal in another tab
             self.coordinator.cancel_all(Reason.LOGGED_OUT)
+        if before != after:  # a logout deletes the DPoP key, a sign-in may make a new one
+            self.dpop.session_changed()
         for realm, entry in after.items():
             if before.get(realm) != entry:
                 self.coordinator.reset(realm)
@@ -193,7 +186,7 @@ class Session:
         """Send the app's whole state (as stored now) to the worker."""
         if self.storage.changed():
             self._load()
-        self.worker.sync(self.store, self.realms, self.redirects)
+        self.worker.sync(self.store, self.realms, self.redirects, self.dpop.bound_realms())
 
     def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
         """A new session for the realm. Its refresh token, if any, is stored paired with
@@ -205,9 +198,10 @@ class Session:
             raise ValueError(f"refreshToken must be a non-empty string, got {refresh_token!r}")
         entry = self.store.set(realm_url, token)
         self.coordinator.reset(entry.realm)
+        self.dpop.signed_in(entry.realm)
         self.storage.persist()
         self.storage.refresh_tokens().set(entry.realm, refresh_token, entry.token)
-        self.worker.set_token(entry, self.store.skew, self.redirects)
+        self.worker.set_token(entry, self.store.skew, self.redirects, self.uses_dpop(entry))
         self.timers.plan(entry)
         self.timers.schedule()
         self.events.emit("token-set", realmURL=entry.realm, exp=entry.exp)
@@ -223,7 +217,8 @@ class Session:
         self.worker.remove_token(realm)
         self.events.emit("token-removed", realmURL=realm)
 
-    def clear_tokens(self) -> None:
+    def clear_tokens(self) -> Coroutine[Any, Any, None]:
+        """Log out; returns the deletion of the app's DPoP key, for the caller to await."""
         self.store.clear()
         self.coordinator.clear()
         self.storage.persist()
@@ -232,17 +227,22 @@ class Session:
         self.timers.schedule()
         self.worker.clear()
         self.events.emit("tokens-cleared")
+        return self.dpop.logged_out()
 
     def apply(self, options: Options) -> None:
         """``configure()``: options already checked (:func:`pyauth_web.options.parse_options`),
         so nothing here can fail half-way."""
         if options.redirects is not None:
             self.redirects = options.redirects
+        if options.dpop is not None:
+            self.dpop.realms = options.dpop
         if options.skew is not None:
             self.store.skew = options.skew
         if options.jitter is not None:
             self.timers.jitter = options.jitter
-        self.refreshing.configure(options, self.storage.refresh_tokens(), self.session_token)
+        self.refreshing.configure(
+            options, self.storage.refresh_tokens(), self.session_token, proofs=self.dpop
+        )
         self.timers.forget()  # skew or jitter may have changed
         self.timers.plan_all()
         self.timers.schedule()

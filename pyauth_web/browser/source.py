@@ -36,6 +36,17 @@ class TokenSource(Protocol):
         holds a token for ``url``, no token was sent, no refresher, or the refresh failed."""
         ...
 
+    async def auth_headers(self, url: str, method: str, token: str) -> dict[str, str]:
+        """The headers that send ``token`` to the canonical ``url`` with ``method``:
+        ``Authorization: Bearer``, or ``Authorization: DPoP`` plus a fresh ``DPoP`` proof for a
+        DPoP-bound token. Raises ``RefreshError`` (``dpop key lost``) when it cannot be sent."""
+        ...
+
+    def saw_response(self, url: str, status: int, www_authenticate: Any, nonce: Any) -> bool:
+        """A response to a request that carried a token: ``True`` when it asks for one retry
+        with the server's new DPoP nonce (kept for ``url``'s origin)."""
+        ...
+
     def redirect_for(self, url: str | None) -> Redirect:
         """``fetch``'s ``redirect`` mode for a request carrying the token for ``url``."""
         ...

@@ -76,19 +76,30 @@ class EventStream(StateReporter[StreamState]):
             return None
 
     async def _connect(self, token: str | None) -> tuple[int | None, Any]:
-        self._abort = js.AbortController.new()
-        init = {
-            "headers": self.policy.headers(token),
-            "cache": "no-store",
-            "signal": self._abort.signal,
-        }
-        if token is not None:
-            init["redirect"] = self.rt.redirect_for(urls.for_matching(self.url))
-        self.connects += 1
-        try:
-            resp = await js.fetch(self.url, to_js(init, dict_converter=js.Object.fromEntries))
-        except JsException:
-            return None, None
+        """One connect; a DPoP ``use_dpop_nonce`` answer is sent once more with the nonce."""
+        resp: Any = None
+        for _ in range(2):
+            self._abort = js.AbortController.new()
+            headers = self.policy.headers(None)
+            init: dict[str, Any] = {"cache": "no-store", "signal": self._abort.signal}
+            if token is not None:
+                try:  # a new DPoP proof per connect for a bound token
+                    headers.update(await self.rt.auth_headers(self.url, "GET", token))
+                    init["redirect"] = self.rt.redirect_for(urls.for_matching(self.url))
+                except RefreshError:
+                    token = None  # a lost DPoP key (reported once): connect without it
+            init["headers"] = headers
+            self.connects += 1
+            try:
+                resp = await js.fetch(self.url, to_js(init, dict_converter=js.Object.fromEntries))
+            except JsException:
+                return None, None
+            h = resp.headers
+            nonce = h.get("DPoP-Nonce")
+            if token is None or not self.rt.saw_response(
+                self.url, int(resp.status), h.get("WWW-Authenticate"), nonce
+            ):
+                break
         return int(resp.status), resp
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:

@@ -7,7 +7,7 @@ them to every worker of the registration.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Container, Coroutine, Mapping
 from typing import Any, Protocol
 
 from pyodide.ffi import JsProxy
@@ -25,14 +25,22 @@ class WorkerLink:
         self._post = post
 
     def sync(
-        self, store: TokenStore, realms: list[str], redirects: Mapping[str, protocol.Redirect]
+        self,
+        store: TokenStore,
+        realms: list[str],
+        redirects: Mapping[str, protocol.Redirect],
+        dpop: Container[str] = frozenset(),
     ) -> None:
-        self._post(plain(protocol.sync_tokens(store, realms, redirects)))
+        self._post(plain(protocol.sync_tokens(store, realms, redirects, dpop)))
 
     def set_token(
-        self, entry: TokenEntry, skew: float, redirects: Mapping[str, protocol.Redirect]
+        self,
+        entry: TokenEntry,
+        skew: float,
+        redirects: Mapping[str, protocol.Redirect],
+        dpop: bool = False,
     ) -> None:
-        self._post(plain(protocol.set_realm_token(entry, skew, redirects)))
+        self._post(plain(protocol.set_realm_token(entry, skew, redirects, dpop)))
 
     def remove_token(self, realm: str) -> None:
         self._post(plain(protocol.remove_realm_token(realm)))
@@ -50,6 +58,7 @@ class AnswerSource(Protocol):
     def redirects(self) -> Mapping[str, protocol.Redirect]: ...
 
     def follow_storage(self) -> None: ...
+    def uses_dpop(self, entry: TokenEntry) -> bool: ...
     def can_refresh(self, realm: str) -> bool: ...
     def token_of(self, realm: str) -> str | None: ...
     def refresh(self, realm: str, stale: str | None) -> Awaitable[str]: ...
@@ -97,5 +106,6 @@ class TokenAnswers:
         if entry is not None:
             self.counters["answered_with_token"] += 1
         src = self.source
-        reply = protocol.token_reply(entry, self.app, src.redirects, src.store.skew)
+        dpop = entry is not None and src.uses_dpop(entry)
+        reply = protocol.token_reply(entry, self.app, src.redirects, src.store.skew, dpop)
         port.postMessage(plain(reply))

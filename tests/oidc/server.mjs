@@ -1,11 +1,16 @@
 // A real OpenID Provider (the certified `oidc-provider` package) on 127.0.0.1 for the tests.
-//   node server.mjs PORT CLIENT_ID REDIRECT_URI RESOURCE ACCESS_TOKEN_TTL_S
+//   node server.mjs PORT CLIENT_ID REDIRECT_URI RESOURCE ACCESS_TOKEN_TTL_S [nonce]
+// DPoP (RFC 9449) is on, as by default: a token request with a proof gets DPoP-bound tokens
+// (cnf.jkt in the JWT access token; the refresh token bound to the same key). With `nonce`
+// every DPoP proof must carry a nonce the provider gave (400 use_dpop_nonce + DPoP-Nonce first).
 // Public client (PKCE, no secret), authorization_code + refresh_token grants, JWT access
 // tokens for RESOURCE, refresh tokens rotated on every use (reusing one revokes the grant).
 // Prints one JSON line per event on stdout: {"event":"listening"} first, then grant results.
+import { randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 
-const [port, clientId, redirectUri, resource, ttl] = process.argv.slice(2);
+const [port, clientId, redirectUri, resource, ttl, mode] = process.argv.slice(2);
+const requireNonce = mode === 'nonce';
 const issuer = `http://127.0.0.1:${port}`;
 const log = (event) => process.stdout.write(`${JSON.stringify({ t: Date.now() / 1000, ...event })}\n`);
 
@@ -20,6 +25,9 @@ const provider = new Provider(issuer, {
   ttl: { AccessToken: Number(ttl), RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
   features: {
     devInteractions: { enabled: true },
+    dPoP: requireNonce
+      ? { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => resource,

@@ -88,6 +88,7 @@ def test_answer_token_request() -> None:
         "token": token,
         "exp": NOW + 3600,
         "redirect": "follow",
+        "dpop": False,
         "skew": DEFAULT_SKEW_SECONDS,
     }
     miss = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://b.example/"}
@@ -144,3 +145,16 @@ def test_sync_message_carries_redirect_modes() -> None:
     store.set("https://a.example/app/", token)
     msg = protocol.sync_tokens(store, [], {"https://a.example/": "error"})
     assert msg["redirects"] == {"https://a.example/": "error", "https://a.example/app/": "error"}
+
+
+def test_messages_that_carry_a_token_say_whether_it_is_dpop_bound() -> None:
+    store = TokenStore(clock=lambda: NOW)
+    bound = jwt.encode({"exp": int(NOW + 60), "cnf": {"jkt": "A" * 43}}, "k" * 32, algorithm="HS256")
+    plain = jwt.encode({"exp": int(NOW + 60)}, "k" * 32, algorithm="HS256")
+    a = store.set("https://a.example/", bound)
+    store.set("https://b.example/", plain)
+    sync = protocol.sync_tokens(store, dpop={"https://a.example/"})
+    assert sync["dpop"] == {"https://a.example/": True}
+    assert protocol.set_realm_token(a, 60, dpop=True)["dpop"] is True
+    assert protocol.token_reply(a, "app", dpop=True)["dpop"] is True
+    assert protocol.token_reply(None, "app", dpop=True) == {"app": "app"}

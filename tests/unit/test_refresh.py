@@ -705,6 +705,7 @@ def test_reason_values_are_what_hosts_see() -> None:
         "TOKEN_ENDPOINT_REDIRECTED": "token endpoint redirected",
         "NO_REFRESH_TOKEN": "no refresh token for this session",
         "REFRESH_TOKEN_USED": "refresh token already used",
+        "DPOP_KEY_LOST": "dpop key lost",
     }
     err = RefreshError(REALM, Reason.LOGGED_OUT)
     assert str(err) == f"{REALM}: refresh failed (logged out, no response, final)"

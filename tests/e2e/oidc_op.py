@@ -1,0 +1,120 @@
+"""The real OpenID Provider (node `oidc-provider`, tests/oidc/server.mjs) for the e2e tests:
+start it on 127.0.0.1, read its event log, and sign in through its own login pages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+from support import Servers
+
+OP_DIR = Path(__file__).resolve().parents[1] / "oidc"
+CLIENT_ID = "pyauth-web-e2e"
+ACCESS_TTL = 20
+
+
+class Provider:
+    def __init__(self, proc: subprocess.Popen[str], issuer: str) -> None:
+        self.proc = proc
+        self.issuer = issuer
+        self.events: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with self._changed:
+                self.events.append(event)
+                self._changed.notify_all()
+
+    def wait_for(self, kind: str, count: int, since: float = 0.0, timeout: float = 20) -> bool:
+        """Block until the provider logged ``count`` events of ``kind`` (bounded)."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: len(self.grants(kind, since)) >= count, timeout=timeout
+            )
+
+    def grants(self, kind: str, since: float = 0.0) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == kind and e.get("t", 0) >= since]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def authorize(page: Page, op: Provider, redirect: str, resource: str) -> tuple[str, str]:
+    """Authorization code + PKCE through the provider's own login and consent pages: returns
+    the code and the PKCE verifier for its exchange."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    query = urllib.parse.urlencode({
+        "client_id": CLIENT_ID, "response_type": "code", "redirect_uri": redirect,
+        "scope": "openid offline_access api", "prompt": "consent", "resource": resource,
+        "code_challenge": challenge.decode(), "code_challenge_method": "S256",
+    })
+    page.goto(f"{op.issuer}/auth?{query}")
+    page.fill("input[name=login]", "alice")
+    page.fill("input[name=password]", "any")
+    page.click("button[type=submit]")
+    page.click("button[type=submit]")  # consent
+    page.wait_for_url(f"{redirect}?*")
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["code"][0]
+    return code, verifier
+
+
+def sign_in(page: Page, op: Provider, servers: Servers) -> dict[str, Any]:
+    """Sign in and exchange the code from here (Bearer tokens)."""
+    redirect = f"{servers.host}/t/callback.html"
+    code, verifier = authorize(page, op, redirect, servers.realm)
+    body = urllib.parse.urlencode({
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+        "client_id": CLIENT_ID, "code_verifier": verifier, "resource": servers.realm,
+    }).encode()
+    with urllib.request.urlopen(f"{op.issuer}/token", data=body, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+@contextmanager
+def running_provider(
+    redirect: str, resource: str, ttl: int = ACCESS_TTL, *, nonce: bool = False
+) -> Iterator[Provider]:
+    """The provider for ``resource`` (its JWT access tokens' audience); with ``nonce`` every
+    DPoP proof must carry a nonce it gave."""
+    node = shutil.which("node")
+    if node is None or not (OP_DIR / "node_modules" / "oidc-provider").exists():
+        pytest.fail("oidc-provider is not installed: run `npm ci` in tests/oidc (make test does)")
+    port = free_port()
+    args = [node, "server.mjs", str(port), CLIENT_ID, redirect, resource, str(ttl)]
+    proc = subprocess.Popen(
+        [*args, *(["nonce"] if nonce else [])],
+        cwd=OP_DIR, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    op = Provider(proc, f"http://127.0.0.1:{port}")
+    try:
+        if not op.wait_for("listening", 1):
+            raise RuntimeError(f"oidc-provider did not start: {op.events}")
+        yield op
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
