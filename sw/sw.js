@@ -487,18 +487,45 @@ async function proofFor(key, entry, method, url) {
   return `${input}.${b64url(signature)}`;
 }
 
+// The first proof-carrying request to an origin goes alone: the others wait (bounded) for its
+// answer, which brings the origin's nonce if it wants one. So a page of many images costs one
+// `use_dpop_nonce` refusal per origin, not one per image.
+const probing = new Map();  // origin -> Promise settled when its first request was answered
+const probed = new Set();   // origins whose first request was answered (bounded)
+const PROBE_WAIT_MS = 3000;
+
 async function withProof(request, entry, app) {
   const key = await keyOf(app);
   if (!key) return fetch(request);
-  let response = null;
-  for (let attempt = 0; attempt < 2; attempt++) {  // at most one nonce retry per request
-    const proof = await proofFor(key, entry, request.method, request.url);
-    response = await send(request, entry, `DPoP ${entry.token}`, proof);
-    const before = nonces.get(originOf(request.url));
-    keepNonce(request.url, response.headers.get(DPOP.NONCE_HEADER));
-    if (!asksForNonce(response) || nonces.get(originOf(request.url)) === before) break;
+  const origin = originOf(request.url);
+  /** @type {null | ((value?: unknown) => void)} */
+  let settle = null;
+  if (!probed.has(origin) && !nonces.has(origin)) {
+    const ahead = probing.get(origin);
+    if (ahead) {
+      await Promise.race([ahead, new Promise((resolve) => { setTimeout(resolve, PROBE_WAIT_MS); })]);
+    } else {
+      probing.set(origin, new Promise((resolve) => { settle = resolve; }));
+    }
   }
-  return response;
+  try {
+    let response = null;
+    for (let attempt = 0; attempt < 2; attempt++) {  // at most one nonce retry per request
+      const used = nonces.get(origin);
+      const proof = await proofFor(key, entry, request.method, request.url);
+      response = await send(request, entry, `DPoP ${entry.token}`, proof);
+      keepNonce(request.url, response.headers.get(DPOP.NONCE_HEADER));
+      if (!asksForNonce(response) || nonces.get(origin) === used) break;
+    }
+    return response;
+  } finally {
+    if (settle) {
+      probed.add(origin);
+      if (probed.size > DPOP.MAX_ORIGINS) probed.delete(probed.values().next().value);
+      probing.delete(origin);
+      settle();
+    }
+  }
 }
 
 // The app (among those the client joined) that owns `url`: the longest realm holding a token,

@@ -15,10 +15,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import js
-from pyodide.ffi import JsException, to_js
+from pyodide.ffi import JsException, jsnull, to_js
 
 from pyauth_web import dpop
-from pyauth_web.browser.events import Events
 from pyauth_web.refresh import Reason, RefreshError
 from pyauth_web.tokens import TokenEntry, TokenStore
 
@@ -52,7 +51,7 @@ class Proofs:
                 raise KeyLost(
                     "", Reason.DPOP_KEY_LOST, description=f"DPoP key store: {exc}"
                 ) from exc
-            if record is not None:
+            if record is not None and record is not jsnull:
                 self._key = Key(record)
         return self._key
 
@@ -120,23 +119,22 @@ class Binding:
 
     A token is bound when it is a JWT with ``cnf.jkt`` (the key's thumbprint: a token bound to
     another key, or a key that is gone, is a lost key) or its realm is in :attr:`realms`
-    (``configure({dpop: [...]})``, for opaque tokens). A lost key is reported once per episode
-    (``console:auth-error``, reason ``dpop key lost``); a sign-in or a change of the stored
-    session starts a new one."""
+    (``configure({dpop: [...]})``, for opaque tokens). A lost key fails the realm's refresh
+    episode (``fail``: the coordinator's, which tells the host once, ``console:auth-error``
+    with reason ``dpop key lost``, and stops refreshing); a sign-in starts a new episode."""
 
     def __init__(
         self,
         store: TokenStore,
         proofs: Proofs,
-        events: Events,
+        fail: Callable[[RefreshError], None],
         session_token: Callable[[str], str | None],
     ) -> None:
         self.store = store
         self.proofs = proofs
-        self.events = events
         self.realms: frozenset[str] = frozenset()
+        self._fail = fail
         self._session_token = session_token
-        self._reported: set[str] = set()
 
     def bound(self, realm: str | None, token: str) -> bool:
         return realm in self.realms or dpop.bound_jkt(token) is not None
@@ -154,9 +152,8 @@ class Binding:
                 jkt=dpop.bound_jkt(token),
             )
         except KeyLost as exc:
-            if realm not in self._reported:
-                self._reported.add(realm)
-                self.events.auth_error(realm, exc.reason, None)
+            exc.realm = realm
+            self._fail(exc)
             raise
 
     async def auth_headers(self, url: str, method: str, token: str) -> dict[str, str]:
@@ -187,18 +184,12 @@ class Binding:
     async def proof_for_host(self, method: str, url: str, nonce: str | None) -> str:
         """``pyauthWeb.dpopProof``: for a request the host sends (the code exchange at
         sign-in); makes the app's key if there is none."""
-        self._reported.clear()
         return await self.proofs.proof(method, url, nonce=nonce, create=True, realm=url)
 
-    def signed_in(self, realm: str) -> None:
-        self._reported.discard(realm)
-        self.proofs.forget()  # the key may be new (made in another tab)
-
     def session_changed(self) -> None:
-        self._reported.clear()
+        """A sign-in or a change of the stored session: the key may be new (another tab's)."""
         self.proofs.forget()
 
     def logged_out(self) -> Coroutine[Any, Any, None]:
         """Forget and delete the app's key; returns the deletion for the caller to await."""
-        self._reported.clear()
         return self.proofs.delete()

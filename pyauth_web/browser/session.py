@@ -37,9 +37,8 @@ class Session:
         lag = lambda realm: events.emit("storage-lag", realmURL=realm)  # noqa: E731
         self.storage = SessionStorage(app, store, events.warn, handoff.Handoff(app), lag)
         self.redirects: dict[str, protocol.Redirect] = {}  # the host's overrides, by realm
-        self.dpop = Binding(
-            store, proofs or Proofs(None, store.clock), events, session_token=self.session_token
-        )
+        fail = lambda error: self.coordinator.fail(error)  # noqa: E731 - rebuilt by configure
+        self.dpop = Binding(store, proofs or Proofs(None, store.clock), fail, self.session_token)
         # DPoP (TokenSource, AnswerSource): which tokens are bound, and the headers that send them
         self.uses_dpop = self.dpop.uses_dpop
         self.auth_headers = self.dpop.auth_headers
@@ -198,7 +197,7 @@ class Session:
             raise ValueError(f"refreshToken must be a non-empty string, got {refresh_token!r}")
         entry = self.store.set(realm_url, token)
         self.coordinator.reset(entry.realm)
-        self.dpop.signed_in(entry.realm)
+        self.dpop.session_changed()
         self.storage.persist()
         self.storage.refresh_tokens().set(entry.realm, refresh_token, entry.token)
         self.worker.set_token(entry, self.store.skew, self.redirects, self.uses_dpop(entry))

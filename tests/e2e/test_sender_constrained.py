@@ -149,7 +149,7 @@ def test_images_fetch_sse_and_refresh_carry_proofs_bound_to_one_key(
 def test_a_token_taken_from_storage_is_useless_elsewhere(
     new_page: Any, setup: tuple[Provider, Realm, bool], servers: Servers
 ) -> None:
-    op, realm, _ = setup
+    op, realm, nonce = setup
     page, tokens = open_signed_in(new_page, op, servers, realm, skew=0)
     assert load_images(page, [realm.url + "img/ok"]) == [40]
     stolen = json.loads(page.evaluate("() => localStorage.getItem('pyauth-web:session')"))[realm.url]
@@ -161,7 +161,10 @@ def test_a_token_taken_from_storage_is_useless_elsewhere(
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as err:
+            server_nonce[0] = err.headers.get("DPoP-Nonce")
             return int(err.code)
+
+    server_nonce: list[str | None] = [None]
 
     # As a Bearer token: refused.
     assert status({"Authorization": f"Bearer {stolen}"}) == 401
@@ -169,8 +172,17 @@ def test_a_token_taken_from_storage_is_useless_elsewhere(
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     ath = base64.urlsafe_b64encode(hashlib.sha256(stolen.encode()).digest()).rstrip(b"=").decode()
-    claims = {"jti": uuid.uuid4().hex, "htm": "GET", "htu": realm.url + "img/ok", "iat": int(time.time()), "ath": ath}
-    own = jwt.encode(claims, key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": jwk})
+
+    def own_proof() -> str:
+        claims = {"jti": uuid.uuid4().hex, "htm": "GET", "htu": realm.url + "img/ok", "iat": int(time.time()), "ath": ath}
+        if server_nonce[0]:
+            claims["nonce"] = server_nonce[0]
+        return jwt.encode(claims, key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": jwk})
+
+    if nonce:  # a nonce is no secret: the thief does the dance and has the server's current one
+        assert status({"Authorization": f"DPoP {stolen}", "DPoP": own_proof()}) == 401
+        assert server_nonce[0]
+    own = own_proof()
     assert status({"Authorization": f"DPoP {stolen}", "DPoP": own}) == 401
     assert realm.log.entries[-1]["reason"] == "the proof key is not the key the token is bound to"
     # Replaying the page's own proof: refused (jti seen; or the nonce is stale).
