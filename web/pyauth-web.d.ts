@@ -30,6 +30,8 @@ declare global {
       lockTimeout?: number | null;
       /** What a redirect does to a request that carries the realm's token. */
       redirects?: Record<string, RedirectMode> | null;
+      /** Realms whose (opaque) tokens are DPoP-bound (RFC 9449); a JWT with `cnf.jkt` is recognised without it. */
+      dpop?: string[] | null;
     }
 
     type RedirectMode = 'follow' | 'error';
@@ -155,6 +157,8 @@ declare global {
        * bundle ships, same version). Resolves like `ready`; rejects on a version mismatch. */
       attach(pyodide: unknown): Promise<Api>;
       getToken(url: string | URL): Promise<string | null>;
+      /** A DPoP proof (compact JWS) for a request the host sends itself, e.g. the code exchange at sign-in; makes the app's key if there is none. */
+      dpopProof(method: string, url: string | URL, options?: { nonce?: string }): Promise<string>;
       fetch: Fetch;
       wrapFetch(fetchFn: Fetch): Fetch;
       stream(url: string, options?: StreamOptions): StreamHandle;

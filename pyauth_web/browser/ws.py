@@ -83,8 +83,20 @@ class RotatingSocket(StateReporter[SocketState]):
             self._forget(ws)
             raise ConnectionError(f"WebSocket to {self.url} did not open")
         if self.token_in == "message" and token:
-            ws.send(json.dumps({"type": "auth", "token": token}))
+            ws.send(json.dumps(await self._auth_message(token)))
         return ws
+
+    async def _auth_message(self, token: str) -> dict[str, str]:
+        """``{"type": "auth", "token"}``; for a DPoP-bound token also ``"dpop"``: a proof with
+        ``htm`` GET and ``htu`` the socket's http(s) URL (a handshake carries no headers)."""
+        message = {"type": "auth", "token": token}
+        try:
+            headers = await self.rt.auth_headers(self.http_url or self.url, "GET", token)
+        except RefreshError:
+            return message  # a lost DPoP key, reported once: the server refuses the socket
+        if "DPoP" in headers:
+            message["dpop"] = headers["DPoP"]
+        return message
 
     def _listen(self, ws: Any, name: str, handler: Callable[[Any], Any]) -> None:
         add_event_listener(ws, name, handler)

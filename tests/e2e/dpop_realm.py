@@ -83,7 +83,10 @@ def dpop_realm_app(
         proofs = request.headers.getall("DPoP", [])
         if len(proofs) != 1:
             raise Refused(f"{len(proofs)} DPoP proofs")
-        proof = proofs[0]
+        url = request.url.with_query(None).with_fragment(None)
+        return check_proof(token, proofs[0], request.method, str(url))
+
+    def check_proof(token: str, proof: str, method: str, url: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(proof)
             if header.get("typ") != "dpop+jwt" or header.get("alg") != "ES256":
@@ -98,10 +101,9 @@ def dpop_realm_app(
             )
         except jwt.PyJWTError as exc:
             raise Refused(f"proof: {exc}") from None
-        url = request.url.with_query(None).with_fragment(None)
-        if claims["htm"] != request.method:
+        if claims["htm"] != method:
             raise Refused("htm mismatch")
-        if claims["htu"] != str(url):
+        if claims["htu"] != url:
             raise Refused(f"htu mismatch: {claims['htu']} != {url}")
         if abs(time.time() - claims["iat"]) > IAT_WINDOW:
             raise Refused("iat outside the window")
@@ -134,6 +136,8 @@ def dpop_realm_app(
         }
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=cors)
+        if request.path == "/ws":  # authenticated by its first message
+            return await handler(request)
         entry: dict[str, Any] = {
             "method": request.method, "path": request.path, "t": time.time(),
             "auth": request.headers.get("Authorization"), "proof": request.headers.get("DPoP"),
@@ -180,7 +184,30 @@ def dpop_realm_app(
         await asyncio.sleep(30)
         return resp
 
+    async def socket(request: web.Request) -> web.StreamResponse:
+        """The first message ``{"type": "auth", "token", "dpop"}`` (a handshake has no headers):
+        the proof's ``htu`` is the socket's http URL. Logged like a request; echoes after."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        first = await ws.receive_json(timeout=10)
+        entry: dict[str, Any] = {"method": "WS", "path": "/ws", "t": time.time(),
+                                 "auth": first.get("token"), "proof": first.get("dpop")}
+        log.entries.append(entry)
+        http_url = str(request.url.with_scheme("http").with_query(None))
+        try:
+            entry.update(check_proof(first.get("token") or "", first.get("dpop") or "", "GET", http_url),
+                         valid=True, reason="ok")
+        except Refused as refused:
+            entry.update(valid=False, reason=refused.reason)
+            await ws.close(code=4401, message=refused.reason.encode()[:120])
+            return ws
+        await ws.send_json({"ok": True})
+        async for msg in ws:
+            await ws.send_json({"echo": msg.data})
+        return ws
+
     app = web.Application(middlewares=[guard])
+    app.router.add_get("/ws", socket)
     app.router.add_get("/img/{name}", image)
     app.router.add_route("*", "/api/{name}", api)
     app.router.add_get("/sse/ticker", ticker)

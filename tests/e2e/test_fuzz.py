@@ -20,6 +20,7 @@ import math
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import (
@@ -120,6 +121,9 @@ POST_ALL = """async (messages) => {
 }"""
 
 
+# Generating 4 x 60 recursive messages is CPU-bound hypothesis work: 10-70 s on a slow 2-CPU
+# machine (measured), not browser time. Bounded, but longer than the default e2e bound.
+@pytest.mark.timeout(300)
 def test_fuzzed_page_to_worker_messages(page: Any, servers: Servers, run_id: str,
                                         page_errors: list[str]) -> None:
     open_app(page, servers)

@@ -126,6 +126,11 @@ def test_images_fetch_sse_and_refresh_carry_proofs_bound_to_one_key(
         const s = pyauthWeb.stream(u, { onEvent: (e) => { got.push(e.data); if (got.length === 2) { s.close(); resolve(got); } } }); })""",
                   realm.url + "sse/ticker?count=2")
     assert len(realm.valid("/sse/ticker")) == 1
+    # WebSocket: no headers at the handshake, so the proof goes in the first message.
+    ws_url = "ws" + realm.url.removeprefix("http") + "ws"
+    page.evaluate("""(u) => new Promise(async (resolve) => {
+        const s = await pyauthWeb.socket(u, { onMessage: (m) => { if (String(m).includes('ok')) { s.close(); resolve(); } } }); })""", ws_url)
+    assert len(realm.valid("/ws")) == 1, realm.log.for_path("/ws")
 
     # Nonces: one refusal per origin and client (the worker, this tab), not one per request.
     refusals = [e for e in realm.log.entries if e["reason"] == "nonce required"]

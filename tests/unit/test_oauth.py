@@ -421,3 +421,18 @@ def test_refresh_tokens_are_kept_under_any_browser_canonical_realm() -> None:
     assert again.for_session("https://a.example/a^b/", "at") == "rt"
     assert again.for_session("https://xn--bcher-kva.example/", "at") == "rt"
     assert again.dropped == 1
+
+
+def test_a_dpop_nonce_refusal_resends_the_same_refresh_token_once() -> None:
+    from pyauth_web import oauth as o
+
+    grant = o.RefreshTokenGrant("https://op.example/token", "client")
+    tokens = o.RefreshTokenMap()
+    tokens.set("https://api.example/", "rt-1", "at-1")
+    exchange = grant.start("https://api.example/", tokens, "at-1")
+    refusal = '{"error": "use_dpop_nonce", "error_description": "nonce"}'
+    assert grant.retry_for_nonce(exchange, 400, refusal)  # not used by the server: resend
+    assert not grant.retry_for_nonce(exchange, 400, refusal)  # never twice
+    other = o.Exchange(exchange.realm, exchange.refresh_token, exchange.request)
+    assert not grant.retry_for_nonce(other, 400, '{"error": "invalid_grant"}')  # a real refusal
+    assert "refresh_token=rt-1" in exchange.request.body

@@ -105,3 +105,14 @@ def test_one_refresher_at_a_time() -> None:
 
 def test_not_an_object() -> None:
     refuses([], "configure() takes an object")  # type: ignore[arg-type]
+
+
+def test_dpop_names_canonical_realms_and_refuses_junk() -> None:
+    from pyauth_web.options import parse_options as parse
+
+    opts = parse({"dpop": ["HTTPS://API.example/x/"]}, refresh_timeout=10, lock_timeout=15)
+    assert opts.dpop == frozenset({"https://api.example/x/"})
+    with pytest.raises(ValueError, match="dpop must be a list"):
+        parse({"dpop": "https://api.example/"}, refresh_timeout=10, lock_timeout=15)
+    with pytest.raises(ValueError, match="dpop: "):
+        parse({"dpop": ["ftp://x/"]}, refresh_timeout=10, lock_timeout=15)

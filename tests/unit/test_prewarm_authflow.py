@@ -43,9 +43,11 @@ def drive(
     token: str | None = "t1",
     refreshed: str | None = "t2",
     current: Callable[[], str | None] = lambda: "t1",
+    nonce_statuses: tuple[int, ...] = (),
 ) -> tuple[Any, list[Any]]:
     log: list[Any] = []
-    flow = auth_flow(replayable=replayable, current_token=current)
+    asks = lambda r: r.status in nonce_statuses  # noqa: E731 - a DPoP use_dpop_nonce answer
+    flow = auth_flow(replayable=replayable, current_token=current, asks_for_nonce=asks)
     command = next(flow)
     while True:
         log.append(command)
@@ -104,3 +106,22 @@ def test_a_driver_answering_the_wrong_kind_fails_loudly() -> None:
     flow.send("t1")
     with pytest.raises(TypeError, match="expected a response"):
         flow.send("not a response")
+
+
+def test_a_dpop_nonce_answer_is_sent_once_more_with_the_same_token() -> None:
+    resp, log = drive([299, 200], nonce_statuses=(299,))
+    assert resp.status == 200 and log == [GetToken(), Send("t1"), Send("t1")]
+
+
+def test_at_most_one_nonce_retry_per_request_even_across_a_refresh() -> None:
+    # a nonce refusal, its retry refused (401) -> refresh -> a nonce refusal again: not retried
+    resp, log = drive([299, 401, 299], nonce_statuses=(299,))
+    assert resp.status == 299
+    assert log == [GetToken(), Send("t1"), Send("t1"), ForceRefresh("t1"), Send("t2")]
+
+
+def test_no_nonce_retry_for_a_stream_body_or_without_a_token() -> None:
+    resp, log = drive([299], nonce_statuses=(299,), replayable=False)
+    assert log == [GetToken(), Send("t1")]
+    resp, log = drive([299], nonce_statuses=(299,), token=None)
+    assert log == [GetToken(), Send(None)]
