@@ -32,10 +32,12 @@ USE_NONCE = "use_dpop_nonce"
 SIGNATURE_BYTES = 64  # ES256: r || s, 32 bytes each
 MAX_NONCE_LENGTH = 1024
 MAX_ORIGINS = 256  # the nonce cache keeps this many origins (least recently updated dropped)
+KEY_DB = "pyauth-web-dpop"  # IndexedDB database of the apps' keys (the loader and the worker)
+KEY_STORE = "keys"  # its object store: app (storage key) -> {privateKey, jwk, created}
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-_NONCE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # NQCHAR (RFC 9449 §8.1)
-_DPOP_CHALLENGE = re.compile(r"(?:^|,)\s*DPoP(?:\s|$)", re.I)
-_USE_NONCE = re.compile(r'\berror\s*=\s*"?use_dpop_nonce"?(?:\s|,|$)')
+NONCE_CHARS = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # NQCHAR (RFC 9449 §8.1)
+DPOP_CHALLENGE = re.compile(r"(?:^|,)\s*DPoP(?:\s|$)", re.I)
+USE_NONCE_ERROR = re.compile(r'\berror\s*=\s*"?use_dpop_nonce"?(?:\s|,|$)')
 
 
 class InvalidProof(ValueError):
@@ -174,7 +176,9 @@ def parse(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 # -- nonces -------------------------------------------------------------------------------------
 def check_nonce(value: object) -> str:
-    if not isinstance(value, str) or not _NONCE.fullmatch(value) or len(value) > MAX_NONCE_LENGTH:
+    if not isinstance(value, str) or len(value) > MAX_NONCE_LENGTH:
+        raise InvalidProof("a DPoP nonce is 1 to 1024 visible ASCII characters without quotes")
+    if not NONCE_CHARS.fullmatch(value):
         raise InvalidProof("a DPoP nonce is 1 to 1024 visible ASCII characters without quotes")
     return value
 
@@ -185,7 +189,7 @@ def asks_for_nonce(status: int, www_authenticate: str | None, body: str | None =
     ``{"error": "use_dpop_nonce"}`` (§8)."""
     if status == 401:
         h = www_authenticate or ""
-        return bool(_DPOP_CHALLENGE.search(h) and _USE_NONCE.search(h))
+        return bool(DPOP_CHALLENGE.search(h) and USE_NONCE_ERROR.search(h))
     if status == 400 and body:
         try:
             data = json.loads(body)

@@ -158,3 +158,26 @@ def test_messages_that_carry_a_token_say_whether_it_is_dpop_bound() -> None:
     assert protocol.set_realm_token(a, 60, dpop=True)["dpop"] is True
     assert protocol.token_reply(a, "app", dpop=True)["dpop"] is True
     assert protocol.token_reply(None, "app", dpop=True) == {"app": "app"}
+
+
+def test_dpop_names_and_limits_agree() -> None:
+    """The worker signs proofs in JS (pyauth_web/dpop.py's rules), and reads the key the loader
+    stores: the names and limits both sides use are the same."""
+    from pyauth_web import dpop
+
+    sw, loader = (ROOT / "sw" / "sw.js").read_text(), (ROOT / "web" / "pyauth-web.js").read_text()
+    table = re.search(r"const DPOP = Object\.freeze\(\{(.*?)\}\);", sw, re.S)
+    assert table, "no DPOP table in sw.js"
+    fields = dict(re.findall(r"(\w+): '?([^',]+)'?", table.group(1)))
+    assert fields == {
+        "DB": dpop.KEY_DB, "STORE": dpop.KEY_STORE, "PROOF_HEADER": dpop.PROOF_HEADER,
+        "NONCE_HEADER": dpop.NONCE_HEADER, "TYP": dpop.TYP, "ALG": dpop.ALG,
+        "MAX_NONCE_LENGTH": str(dpop.MAX_NONCE_LENGTH), "MAX_ORIGINS": str(dpop.MAX_ORIGINS),
+    }
+    assert f"const DPOP_DB = '{dpop.KEY_DB}';" in loader
+    assert f"const DPOP_STORE = '{dpop.KEY_STORE}';" in loader
+    assert "NONCE_RE = /^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$/" in sw  # NQCHAR, as dpop._NONCE
+    assert dpop.NONCE_CHARS.pattern == r"[\x21\x23-\x5b\x5d-\x7e]+"
+    # Which 401 asks for a nonce: the same two expressions on both sides.
+    assert f"DPOP_CHALLENGE_RE = /{dpop.DPOP_CHALLENGE.pattern}/i;" in sw
+    assert f"USE_NONCE_RE = /{dpop.USE_NONCE_ERROR.pattern}/;" in sw
