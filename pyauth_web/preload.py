@@ -3,8 +3,11 @@
 Nothing here touches the browser (``js``) or reads a token, so the snapshot holds code only.
 """
 
+import secrets  # noqa: F401 - the adapter's DPoP proofs (jti)
+
 from pyauth_web import (  # noqa: F401
     authflow,
+    dpop,
     oauth,
     options,
     prewarm,

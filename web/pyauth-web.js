@@ -143,14 +143,16 @@
   }
   // --- first-visit recovery ------------------------------------------------------------------
   // Requests made before the worker controls the page (a first visit, Shift+Reload) go out
-  // without the header and fail. From its first moment the loader notes <img> elements (also
-  // with srcset, or inside <picture>) whose realm URL failed; once the worker controls the page
-  // and the runtime can answer, it re-requests each of them once, through the worker. Images
-  // still loading then are watched until they settle. Other URLs are never touched; nothing is
-  // re-requested twice; `data-recover="off"` turns it off. CSS background images are not
-  // recovered (no error event tells that they failed).
+  // without the header and fail; so do those of a controlled page whose runtime took longer
+  // than the worker's budget (3 s) to answer (a slow machine, a host's own Pyodide). From its
+  // first moment the loader notes <img> elements (also with srcset, or inside <picture>) whose
+  // realm URL failed; once the worker controls the page and the runtime can answer, it
+  // re-requests each of them once, through the worker. Images still loading then are watched
+  // until they settle. Other URLs are never touched; nothing is re-requested twice;
+  // `data-recover="off"` turns it off. CSS background images are not recovered (no error event
+  // tells that they failed).
   const recovery = (() => {
-    if (!sw || !config.recover || sw.controller) return null;  // controlled: nothing to do
+    if (!sw || !config.recover) return null;
     /** @type {Set<HTMLImageElement>} */
     const failed = new Set();
     /** @type {WeakSet<HTMLImageElement>} */

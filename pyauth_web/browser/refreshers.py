@@ -176,7 +176,11 @@ class OAuthRefresher:
         while True:
             headers = dict(req.headers)
             if self._proofs is not None:  # a DPoP-bound session: the refresh carries a proof
-                headers.update(await self._proofs.token_request_headers(realm, req.url))
+                try:
+                    headers.update(await self._proofs.token_request_headers(realm, req.url))
+                except RefreshError:  # a lost key: nothing was sent, the refresh token is intact
+                    self.grant.rotation(realm).release(exchange.refresh_token)
+                    raise
             init = {
                 "method": "POST",
                 "headers": headers,

@@ -35,6 +35,27 @@ def test_the_runtime_runs_in_the_hosts_pyodide(
     assert page_errors == []
 
 
+def test_images_that_fell_through_while_the_runtime_was_late_are_recovered(
+    new_page: Any, servers: Servers, run_id: str
+) -> None:
+    """A controlled page whose runtime answers after the worker's 3 s budget (the host hands
+    its Pyodide over 4 s late): the image in the HTML falls through (401) and is re-requested
+    once, with the token, when the runtime is ready."""
+    page = new_page()
+    open_app(page, servers)
+    token = servers.token(ttl=3600)
+    page.evaluate("([k, v]) => localStorage.setItem(k, v)",
+                  [STORAGE_KEY, json.dumps({servers.realm: token})])
+    page.goto(f"{servers.host}/t/attach.html?run={run_id}&hold=4000")
+    wait_ready(page)
+    page.wait_for_function("() => document.getElementById('card').naturalWidth > 0",
+                           timeout=15_000)
+    seen = [e["auth"] for e in servers.realm_log.for_path(f"/img/attach-{run_id}")]
+    assert seen == [None, f"Bearer {token}"]  # fell through once, then recovered once
+    recovered = page.evaluate("() => window.__events.filter((e) => e.kind === 'recovered')")
+    assert [r["count"] for r in recovered] == [1]
+
+
 def test_another_pyodide_version_is_refused_clearly(
     new_page: Any, servers: Servers, run_id: str
 ) -> None:

@@ -110,3 +110,15 @@ def test_test_file_basenames_are_unique() -> None:
     tests = Path(__file__).resolve().parents[1]
     names = [p.name for p in tests.rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_the_snapshot_preloads_every_core_module_the_runtime_uses() -> None:
+    """A core module missing from ``preload`` is imported at every start instead of being in
+    the memory snapshot (slower warm starts, and nothing fails to say so)."""
+    tooling = {"pyauth_web.__main__", "pyauth_web.cli", "pyauth_web.assets", "pyauth_web.preload"}
+    core = {module_name(p) for p in PACKAGE.glob("*.py") if p.name != "__init__.py"} - tooling
+    preloaded = imports(PACKAGE / "preload.py")
+    closure = set(preloaded)
+    for name in preloaded:
+        closure |= imports(ROOT / (name.replace(".", "/") + ".py"))
+    assert core - closure == set()
