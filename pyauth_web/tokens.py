@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 
+from .dpop import bound_jkt
 from .realms import Canonicaliser, canonical_realm, realm_of
 from .realms import InvalidRealm as InvalidRealm  # re-exported: raised by TokenStore
 
@@ -124,6 +125,7 @@ class TokenEntry:
     realm: str
     token: str
     exp: float | None  # None: valid until a server says otherwise
+    jkt: str | None = None  # cnf.jkt: the DPoP key the token is bound to (pyauth_web.dpop)
 
     def is_fresh(self, now: float, skew: float) -> bool:
         """Usable now: no ``exp``, or ``exp`` further away than the skew margin."""
@@ -153,7 +155,7 @@ class TokenStore:
     # -- mutation -------------------------------------------------------------------------
     def set(self, realm_url: str, token: str) -> TokenEntry:
         realm = self.canonical_realm(realm_url)
-        entry = TokenEntry(realm, token, token_expiry(token))
+        entry = TokenEntry(realm, token, token_expiry(token), bound_jkt(token))
         self._entries[realm] = entry
         return entry
 

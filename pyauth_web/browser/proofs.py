@@ -140,7 +140,7 @@ class Binding:
         return realm in self.realms or dpop.bound_jkt(token) is not None
 
     def uses_dpop(self, entry: TokenEntry) -> bool:
-        return self.bound(entry.realm, entry.token)
+        return entry.realm in self.realms or entry.jkt is not None  # read once, at store time
 
     def bound_realms(self) -> frozenset[str]:
         return frozenset(r for r, e in self.store.entries().items() if self.uses_dpop(e))

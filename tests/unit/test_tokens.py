@@ -170,3 +170,11 @@ def test_canonical_urls_still_match(url: str) -> None:
     s = store()
     s.set("https://a.example/app/", make(NOW + 3600))
     assert s.realm_for(url) == "https://a.example/app/"
+
+
+def test_an_entry_knows_the_dpop_key_its_token_is_bound_to() -> None:
+    store = TokenStore(clock=lambda: 0.0)
+    bound = jwt.encode({"exp": 10**9, "cnf": {"jkt": "B" * 43}}, "k" * 32, algorithm="HS256")
+    plain = jwt.encode({"exp": 10**9}, "k" * 32, algorithm="HS256")
+    assert store.set("https://a.example/", bound).jkt == "B" * 43
+    assert store.set("https://b.example/", plain).jkt is None
