@@ -19,7 +19,8 @@ when the refresh failed).
 
 DPoP (RFC 9449 §9): a response that asks for a nonce (``asks_for_nonce(response)``; the driver
 has kept the nonce) is sent once more with the same token (a new proof carries the nonce): at
-most one nonce retry per request, and never for a body that cannot be replayed.
+most one nonce retry per request, and never for a body that cannot be replayed. A nonce
+refusal is not a rejected token: it never forces a refresh.
 
 Rules: one reactive retry at most. On a 401, if the token used is no longer the current one
 (another caller refreshed meanwhile), retry with the current token without refreshing again;
@@ -80,7 +81,7 @@ def auth_flow(
 
     token = _token((yield GetToken()))
     response = yield from send(token)
-    if response.status != 401 or token is None or not replayable:
+    if response.status != 401 or token is None or not replayable or asks_for_nonce(response):
         return response
     now = current_token()
     if now is not None and now != token:  # stale 401: someone refreshed since we sent

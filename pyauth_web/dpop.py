@@ -6,8 +6,9 @@ ECDSA P-256/SHA-256 gives the 64-byte ``r || s`` JWS wants), the public key's th
 (RFC 7638, the ``cnf.jkt`` of a bound token), ``ath``, and the nonce rules (§8, §9): which
 answer asks for a nonce, and the newest nonce per origin.
 
-The service worker (``sw/sw.js``) builds the same proof for image requests; the shared
-fixture ``tests/dpop_cases.json`` and a browser test check that both sides agree.
+The service worker (``sw/sw.js``) builds the same proof for image requests; a contract test
+(``tests/unit/test_protocol.py``) checks the names and rules both sides share, and the e2e tests
+(``tests/e2e/test_sender_constrained.py``) have a strict server verify the proofs of both.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
 
 def ath(access_token: str) -> str:
     """The ``ath`` claim: base64url SHA-256 of the access token (ASCII)."""
-    return b64url(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
+    return b64url(hashlib.sha256(access_token.encode()).digest())  # UTF-8, as TextEncoder
 
 
 def bound_jkt(token: str) -> str | None:
@@ -113,6 +114,18 @@ def htu(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP method (RFC 9110 token)
+_NORMALISED_METHODS = {"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"}
+
+
+def method(value: str) -> str:
+    """The method as the browser sends it (``htm`` must be exactly that): ``fetch`` upper-cases
+    these six whatever their case, and sends any other method as given (``patch`` stays)."""
+    if not isinstance(value, str) or not _TOKEN_CHARS.fullmatch(value):
+        raise InvalidProof(f"htm must be an HTTP method, got {value!r}")
+    return value.upper() if value.upper() in _NORMALISED_METHODS else value
+
+
 def claims(
     htm: str,
     url: str,
@@ -124,11 +137,9 @@ def claims(
 ) -> dict[str, Any]:
     """The claims of one proof: ``ath`` for a resource request (with ``access_token``), not
     for a token request; ``nonce`` when the server gave one."""
-    if not isinstance(htm, str) or not htm.isalpha():
-        raise InvalidProof(f"htm must be an HTTP method, got {htm!r}")
     if not isinstance(jti, str) or not 16 <= len(jti) <= 128:
         raise InvalidProof("jti must be a unique string of 16 to 128 characters")
-    out: dict[str, Any] = {"jti": jti, "htm": htm.upper(), "htu": htu(url), "iat": int(iat)}
+    out: dict[str, Any] = {"jti": jti, "htm": method(htm), "htu": htu(url), "iat": int(iat)}
     if access_token is not None:
         out["ath"] = ath(access_token)
     if nonce is not None:

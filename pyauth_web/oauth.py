@@ -441,8 +441,8 @@ class RefreshTokenGrant:
         :class:`RefreshError`."""
         realm, spent = exchange.realm, exchange.refresh_token
         rotation = self.rotation(realm)
-        if is_retryable_status(status):  # 429, 5xx: not consumed, may be retried
-            rotation.release(spent)
+        if is_retryable_status(status) or dpop.asks_for_nonce(status, None, body):
+            rotation.release(spent)  # 429, 5xx, a DPoP nonce refusal: not consumed
         response = parse_token_response(status, body, realm=realm)
         if not tokens.rotate(realm, spent, session_token, response):
             raise RefreshError(

@@ -20,6 +20,7 @@ page -> SW (``postMessage`` to every worker of the registration, with a port for
 SW -> page on a token miss (``client.postMessage(msg, [port])``)::
 
     {type: 'request-realm-token', requestURL}
+    {type: 'request-realm-token', requestURL, keyMissing: true}   (no DPoP key in the worker)
 
 SW -> page after applying a message: ``{type: 'ack', ack, v}`` (``v``: the worker's protocol
 version, :data:`PROTOCOL_VERSION`).
@@ -111,6 +112,12 @@ def parse_token_request(data: object) -> str | None:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         return None
     return url
+
+
+def asks_for_key_check(data: object) -> bool:
+    """A token request from a worker that found no DPoP key for the app's bound token: the page
+    checks the key (and reports a lost one) before it answers."""
+    return isinstance(data, dict) and data.get("keyMissing") is True
 
 
 def redirect_mode(realm: str, overrides: Mapping[str, Redirect] | None = None) -> Redirect:

@@ -127,10 +127,14 @@ function sameEntry(a, b) {
 // Returns true when the app's state changed.
 function putToken(state, realmURL, token, exp, redirect, dpop) {
   if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
-  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: dpop === true };
-  if (entry.dpop && !sameEntry(state.tokens.get(realmURL), entry)) state.key = null;  // a new sign-in may bring a new key
+  const before = state.tokens.get(realmURL);
+  // A token once known to be DPoP-bound stays bound (a tab that was not told so never
+  // downgrades it to Bearer).
+  const bound = dpop === true || (before !== undefined && before.token === token && before.dpop);
+  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: bound };
+  if (entry.dpop && !sameEntry(before, entry)) state.key = null;  // a new sign-in may bring a new key
   const origin = new URL(realmURL).origin;
-  const changed = !sameEntry(state.tokens.get(realmURL), entry) || !state.origins.has(origin);
+  const changed = !sameEntry(before, entry) || !state.origins.has(origin);
   state.tokens.set(realmURL, entry);
   state.origins.add(origin);
   return changed;
@@ -304,7 +308,7 @@ async function claimIfUncontrolled(clientId) {
 // Ask one client; resolves with its final answer, or never (the caller races a deadline).
 // `accept(reply)` says whether a reply counts (the app that owns the URL, or any app at all
 // when the client has not joined one yet); replies that do not count are ignored.
-function askClient(client, requestURL, accept, onPending) {
+function askClient(client, requestURL, accept, onPending, keyMissing) {
   return new Promise((resolve) => {
     const channel = new MessageChannel();
     channel.port1.onmessage = (ev) => {
@@ -314,13 +318,16 @@ function askClient(client, requestURL, accept, onPending) {
       channel.port1.close();
       resolve(reply);
     };
-    client.postMessage({ type: MSG.REQUEST_REALM_TOKEN, requestURL }, [channel.port2]);
+    const msg = keyMissing ? { type: MSG.REQUEST_REALM_TOKEN, requestURL, keyMissing } : { type: MSG.REQUEST_REALM_TOKEN, requestURL };
+    client.postMessage(msg, [channel.port2]);
   });
 }
 
 // `app` is the app that owns the URL for this client, or null when the client joined none yet
 // (it is then asked alone, and any answer makes it join the answering app).
-async function askPage(app, requestURL, clientId) {
+// `keyMissing`: this worker has no DPoP key for the app's bound token: the page checks the key
+// (and reports a lost one once) before it answers.
+async function askPage(app, requestURL, clientId, keyMissing = false) {
   const startSeq = seq;
   const t0 = Date.now();
   const initiator = clientId ? await scope.clients.get(clientId) : null;
@@ -340,7 +347,7 @@ async function askPage(app, requestURL, clientId) {
       clearTimeout(deadline);
       deadline = setTimeout(() => finish(null), PENDING_BUDGET_MS - (Date.now() - t0));
     };
-    const ask = (client) => askClient(client, requestURL, accept, onPending).then(finish);
+    const ask = (client) => askClient(client, requestURL, accept, onPending, keyMissing).then(finish);
     // Other windows running the same app may answer for a busy initiator, or for a worker
     // client; only answers from that app count.
     const askOthers = async () => {
@@ -386,8 +393,9 @@ function askPageOnce(app, requestURL, clientId) {
   return p;
 }
 
-function withAuth(request, entry, app) {
-  return entry.dpop ? withProof(request, entry, app) : send(request, entry, `Bearer ${entry.token}`, null);
+function withAuth(request, entry, app, clientId) {
+  return entry.dpop ? withProof(request, entry, app, clientId).catch(() => fetch(request))
+    : send(request, entry, `Bearer ${entry.token}`, null);
 }
 
 function send(request, entry, authorization, proof) {
@@ -401,8 +409,9 @@ function send(request, entry, authorization, proof) {
     credentials: 'same-origin',
     cache: request.cache === 'only-if-cached' ? 'default' : request.cache,
     // A same-origin redirect keeps the header (a cross-origin one drops it): a realm whose
-    // redirect mode is 'error' (the default for path-scoped realms) fails instead.
-    redirect: entry.redirect === REDIRECT_FOLLOW ? request.redirect : REDIRECT_ERROR,
+    // redirect mode is 'error' (the default for path-scoped realms) fails instead. A proof
+    // names one URL: a request carrying one never follows a redirect.
+    redirect: entry.redirect === REDIRECT_FOLLOW && proof === null ? request.redirect : REDIRECT_ERROR,
     referrer: request.referrer,
     referrerPolicy: request.referrerPolicy,
     integrity: request.integrity,
@@ -425,7 +434,8 @@ const USE_NONCE_RE = /\berror\s*=\s*"?use_dpop_nonce"?(?:\s|,|$)/;
 
 function readKey(app) {
   return new Promise((resolve) => {
-    const open = indexedDB.open(DPOP.DB, 1);
+    let open;
+    try { open = indexedDB.open(DPOP.DB, 1); } catch { resolve(null); return; }  // storage blocked
     open.onupgradeneeded = () => { open.result.createObjectStore(DPOP.STORE); };
     open.onerror = () => resolve(null);
     open.onsuccess = () => {
@@ -494,9 +504,13 @@ const probing = new Map();  // origin -> Promise settled when its first request 
 const probed = new Set();   // origins whose first request was answered (bounded)
 const PROBE_WAIT_MS = 3000;
 
-async function withProof(request, entry, app) {
-  const key = await keyOf(app);
-  if (!key) return fetch(request);
+async function withProof(request, entry, app, clientId) {
+  let key = await keyOf(app);
+  if (!key) {  // no key here: the page checks (and reports a lost key once), then answers
+    const answer = await askPage(app, request.url, clientId, true);
+    key = answer && answer.token === entry.token ? await keyOf(app) : null;
+    if (!key) return fetch(request);
+  }
   const origin = originOf(request.url);
   /** @type {null | ((value?: unknown) => void)} */
   let settle = null;
@@ -578,12 +592,12 @@ function route(request, clientId) {
   if (!joined) {
     // Not (yet) a runtime client: ask it once; any answer makes it join its app.
     if (silent.has(clientId) || !anyAppKnows(origin)) return null;
-    return askCoalesced(null, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app) : fetch(request)));
+    return askCoalesced(null, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app, clientId) : fetch(request)));
   }
   const owner = ownerOf(joined, url, origin);
   if (owner === null) return null;
-  if (owner.entry && fresh(apps.get(owner.app), owner.entry)) return withAuth(request, owner.entry, owner.app);
-  return askCoalesced(owner.app, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app) : fetch(request)));
+  if (owner.entry && fresh(apps.get(owner.app), owner.entry)) return withAuth(request, owner.entry, owner.app, clientId);
+  return askCoalesced(owner.app, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app, clientId) : fetch(request)));
 }
 
 // Misses of one app on one origin wait for the ask already in flight there, whose answer (a

@@ -93,6 +93,8 @@ declare global {
       readonly sw: string | null;
       readonly swScope: string | null;
       readonly realms: readonly string[];
+      /** `data-dpop`: realms whose (opaque) tokens are DPoP-bound, as `configure({dpop})`. */
+      readonly dpop: readonly string[];
       readonly storageKey: string;
       readonly skew: number | null;
       readonly refreshURL: string | null;

@@ -34,6 +34,7 @@
     sw: data.sw === undefined ? null : new URL(data.sw, location.href).href,
     swScope: data.swScope ? new URL(data.swScope, location.href).href : null,
     realms: (data.realms || '').split(/\s+/).filter(Boolean),
+    dpop: (data.dpop || '').split(/\s+/).filter(Boolean),  // realms whose opaque tokens are DPoP-bound
     storageKey: data.storageKey || DEFAULT_STORAGE_KEY,
     skew: data.skew === undefined ? null : Number(data.skew),  // null: the runtime's default
     refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,

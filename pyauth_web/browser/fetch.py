@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import js
 from pyodide.ffi import JsProxy, to_js
@@ -21,6 +21,8 @@ from pyauth_web.browser import source, urls
 from pyauth_web.browser.source import TokenSource
 from pyauth_web.protocol import Redirect
 from pyauth_web.refresh import RefreshError
+
+ERROR = Redirect.ERROR
 
 
 async def run_flow(
@@ -82,13 +84,12 @@ async def js_fetch(rt: TokenSource, input: Any, init: Any = None, transport: Any
         base = request.clone() if replayable else request
         headers = js.Headers.new(base.headers)
         options: dict[str, Any] = {"headers": headers}
-        if token is not None:
-            token = await _authorize(rt, url, str(request.method), token, headers.set)
-        if token is not None and rt.redirect_for(urls.for_matching(url)) is Redirect.ERROR:
+        sent = await _authorize(rt, url, str(request.method), token, headers.set)
+        if sent is not None and (sent.proof or rt.redirect_for(urls.for_matching(url)) is ERROR):
             options["redirect"] = "error"
         options = to_js(options, dict_converter=js.Object.fromEntries)
         response = await transport(js.Request.new(base, options))
-        if token is not None:
+        if sent is not None and sent.proof:
             h = response.headers
             asked[0] = rt.saw_response(
                 url, int(response.status), h.get("WWW-Authenticate"), h.get(dpop.NONCE_HEADER)
@@ -98,18 +99,28 @@ async def js_fetch(rt: TokenSource, input: Any, init: Any = None, transport: Any
     return await run_flow(rt, url, replayable, send, lambda: asked[0])
 
 
+class Sent(NamedTuple):
+    proof: bool  # a DPoP proof went with the token: no redirect may take it elsewhere
+
+
 async def _authorize(
-    rt: TokenSource, url: str, method: str, token: str, set_header: Callable[[str, str], Any]
-) -> str | None:
-    """Set the headers that send ``token``; ``None`` when it cannot be sent (a lost DPoP key,
-    reported once): the request then goes without it."""
+    rt: TokenSource,
+    url: str,
+    method: str,
+    token: str | None,
+    set_header: Callable[[str, str], Any],
+) -> Sent | None:
+    """Set the headers that send ``token``; ``None`` when none is sent (no token, or a lost
+    DPoP key, reported once: the request then goes without it)."""
+    if token is None:
+        return None
     try:
         headers = await rt.auth_headers(url, method, token)
     except RefreshError:
         return None
     for name, value in headers.items():
         set_header(name, value)
-    return token
+    return Sent(dpop.PROOF_HEADER in headers)
 
 
 async def fetch(url: str, **init: Any) -> FetchResponse:
@@ -123,17 +134,16 @@ async def fetch(url: str, **init: Any) -> FetchResponse:
     replayable = not _is_stream(init.get("body"))
 
     asked = [False]
-    method = str(init.get("method") or "GET").upper()
+    method = str(init.get("method") or "GET")  # signed as fetch sends it (dpop.method)
 
     async def send(token: str | None) -> FetchResponse:
         headers = dict(init.get("headers") or {})
         extra: dict[str, Any] = {}
-        if token is not None:
-            token = await _authorize(rt, target, method, token, headers.__setitem__)
-        if token is not None and rt.redirect_for(urls.for_matching(target)) is Redirect.ERROR:
+        sent = await _authorize(rt, target, method, token, headers.__setitem__)
+        if sent is not None and (sent.proof or rt.redirect_for(urls.for_matching(target)) is ERROR):
             extra["redirect"] = "error"
         response = await pyfetch(target, **{**init, "headers": headers, **extra})
-        if token is not None:
+        if sent is not None and sent.proof:
             h = {k.lower(): v for k, v in response.headers.items()}
             asked[0] = rt.saw_response(
                 target, response.status, h.get("www-authenticate"), h.get("dpop-nonce")

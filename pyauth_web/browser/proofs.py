@@ -52,7 +52,12 @@ class Proofs:
                     "", Reason.DPOP_KEY_LOST, description=f"DPoP key store: {exc}"
                 ) from exc
             if record is not None and record is not jsnull:
-                self._key = Key(record)
+                try:
+                    self._key = Key(record)
+                except (dpop.InvalidProof, AttributeError) as exc:  # a record someone mangled
+                    raise KeyLost(
+                        "", Reason.DPOP_KEY_LOST, description=f"DPoP key record: {exc}"
+                    ) from exc
         return self._key
 
     def forget(self) -> None:
@@ -101,17 +106,20 @@ class Proofs:
             nonce=nonce if nonce is not None else self.nonces.get(url),
         )
         signing_input = dpop.signing_input(key.jwk, claims)
-        signature = await js.crypto.subtle.sign(
-            to_js(SIGN_ALGORITHM, dict_converter=js.Object.fromEntries),
-            key.private,
-            to_js(signing_input.encode()),
-        )
+        try:
+            signature = await js.crypto.subtle.sign(
+                to_js(SIGN_ALGORITHM, dict_converter=js.Object.fromEntries),
+                key.private,
+                to_js(signing_input.encode()),
+            )
+        except JsException as exc:  # not a usable private key
+            self.forget()
+            raise KeyLost(realm, Reason.DPOP_KEY_LOST, description=f"signing: {exc}") from exc
         return dpop.compact(signing_input, bytes(js.Uint8Array.new(signature).to_py()))
 
-    def saw(self, url: str, nonce: object) -> None:
-        """A response from ``url``: keep its ``DPoP-Nonce``, if any."""
-        if nonce is not None:
-            self.nonces.update(url, nonce)
+    def saw(self, url: str, nonce: object) -> bool:
+        """A response from ``url``: keep its ``DPoP-Nonce``, if any; whether one was kept."""
+        return nonce is not None and self.nonces.update(url, nonce)
 
 
 class Binding:
@@ -164,10 +172,11 @@ class Binding:
         return {"Authorization": f"{dpop.SCHEME} {token}", dpop.PROOF_HEADER: proof}
 
     def saw_response(self, url: str, status: int, www_authenticate: Any, nonce: Any) -> bool:
-        if isinstance(nonce, str) and self.proofs.nonces.update(url, nonce):
-            www = www_authenticate if isinstance(www_authenticate, str) else None
-            return dpop.asks_for_nonce(status, www)
-        return False
+        """A response to a request that carried a proof: keep its nonce; whether it is a
+        ``use_dpop_nonce`` refusal (retried once; never a reason to refresh)."""
+        self.proofs.saw(url, nonce)
+        www = www_authenticate if isinstance(www_authenticate, str) else None
+        return dpop.asks_for_nonce(status, www)
 
     async def token_request_headers(self, realm: str, url: str) -> dict[str, str]:
         """The ``DPoP`` header of a refresh when the realm's session is bound (its refresh
@@ -178,13 +187,27 @@ class Binding:
             return {}
         return {dpop.PROOF_HEADER: await self._proof(realm, "POST", url, token, ath=False)}
 
-    def saw_nonce(self, url: str, nonce: object) -> None:
-        self.proofs.saw(url, nonce)
+    def saw_nonce(self, url: str, nonce: object) -> bool:
+        """Keep a response's ``DPoP-Nonce``; whether one was kept."""
+        return self.proofs.saw(url, nonce)
 
     async def proof_for_host(self, method: str, url: str, nonce: str | None) -> str:
         """``pyauthWeb.dpopProof``: for a request the host sends (the code exchange at
         sign-in); makes the app's key if there is none."""
         return await self.proofs.proof(method, url, nonce=nonce, create=True, realm=url)
+
+    async def key_ok(self, entry: TokenEntry) -> bool:
+        """Whether the app's key (read again) is there and is the one ``entry`` is bound to;
+        when not, the realm's episode fails (one ``console:auth-error``)."""
+        self.proofs.forget()
+        try:
+            key = await self.proofs.key()
+        except KeyLost:
+            key = None
+        if key is not None and (entry.jkt is None or key.jkt == entry.jkt):
+            return True
+        self._fail(KeyLost(entry.realm, Reason.DPOP_KEY_LOST, description="no usable DPoP key"))
+        return False
 
     def session_changed(self) -> None:
         """A sign-in or a change of the stored session: the key may be new (another tab's)."""

@@ -145,7 +145,7 @@ class TokenRequestProofs(Protocol):
     DPoP-bound (``{}`` when not), and the nonces servers give."""
 
     async def token_request_headers(self, realm: str, url: str) -> dict[str, str]: ...
-    def saw_nonce(self, url: str, nonce: object) -> None: ...
+    def saw_nonce(self, url: str, nonce: object) -> bool: ...
 
 
 class OAuthRefresher:
@@ -178,8 +178,8 @@ class OAuthRefresher:
             if self._proofs is not None:  # a DPoP-bound session: the refresh carries a proof
                 try:
                     headers.update(await self._proofs.token_request_headers(realm, req.url))
-                except RefreshError:  # a lost key: nothing was sent, the refresh token is intact
-                    self.grant.rotation(realm).release(exchange.refresh_token)
+                except BaseException:  # a lost key, a deadline, a WebCrypto error: nothing was
+                    self.grant.rotation(realm).release(exchange.refresh_token)  # sent
                     raise
             init = {
                 "method": "POST",
@@ -200,9 +200,12 @@ class OAuthRefresher:
                 self.grant.lost(exchange, Reason.REFRESH_TIMED_OUT)
                 controller.abort()
                 raise
+            kept = False
             if self._proofs is not None and not redirected:
-                self._proofs.saw_nonce(req.url, resp.headers.get("DPoP-Nonce"))
-            if redirected or not self.grant.retry_for_nonce(exchange, int(resp.status), body):
+                kept = self._proofs.saw_nonce(req.url, resp.headers.get("DPoP-Nonce"))
+            if redirected or not kept:
+                break
+            if not self.grant.retry_for_nonce(exchange, int(resp.status), body):
                 break
         if redirected:  # the refresh token stays spent: a redirect is a final failure
             raise RefreshError(

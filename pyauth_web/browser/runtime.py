@@ -27,7 +27,7 @@ from pyauth_web.browser.worker import TokenAnswers, WorkerLink
 from pyauth_web.options import parse_options
 from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore
 
-START_OPTIONS = ("storageKey", "skew", "realms", "refreshURL")
+START_OPTIONS = ("storageKey", "skew", "realms", "dpop", "refreshURL")
 _current: PyAuthWeb | None = None
 
 
@@ -65,6 +65,13 @@ def start(
     proofs = Proofs(dpop_keys, store.clock)
     session = Session(app, store, realms, WorkerLink(post_to_worker), events, proofs)
     answers = TokenAnswers(app, session)
+    bound = []
+    for realm in cfg.get("dpop") or []:  # data-dpop: before the first sync, so no Bearer slips out
+        try:
+            bound.append(store.canonical_realm(realm))
+        except ValueError as exc:
+            events.warn(f"ignoring data-dpop realm: {exc}")
+    session.dpop.realms = frozenset(bound)
     if cfg.get("refreshURL"):
         coordinator = session.coordinator
         session.apply(

@@ -43,6 +43,7 @@ class Session:
         self.uses_dpop = self.dpop.uses_dpop
         self.auth_headers = self.dpop.auth_headers
         self.saw_response = self.dpop.saw_response
+        self.dpop_key_ok = self.dpop.key_ok
         self.refreshes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.refreshing = Refreshing(

@@ -76,16 +76,20 @@ class EventStream(StateReporter[StreamState]):
             return None
 
     async def _connect(self, token: str | None) -> tuple[int | None, Any]:
-        """One connect; a DPoP ``use_dpop_nonce`` answer is sent once more with the nonce."""
+        """One connect. A DPoP ``use_dpop_nonce`` refusal is sent once more with the nonce; a
+        second one counts as a failed connect (backoff), never as a rejected token."""
         resp: Any = None
-        for _ in range(2):
+        for attempt in range(2):
             self._abort = js.AbortController.new()
             headers = self.policy.headers(None)
             init: dict[str, Any] = {"cache": "no-store", "signal": self._abort.signal}
+            proof = False
             if token is not None:
                 try:  # a new DPoP proof per connect for a bound token
                     headers.update(await self.rt.auth_headers(self.url, "GET", token))
-                    init["redirect"] = self.rt.redirect_for(urls.for_matching(self.url))
+                    proof = "DPoP" in headers
+                    redirect = self.rt.redirect_for(urls.for_matching(self.url))
+                    init["redirect"] = "error" if proof else redirect
                 except RefreshError:
                     token = None  # a lost DPoP key (reported once): connect without it
             init["headers"] = headers
@@ -95,11 +99,12 @@ class EventStream(StateReporter[StreamState]):
             except JsException:
                 return None, None
             h = resp.headers
-            nonce = h.get("DPoP-Nonce")
-            if token is None or not self.rt.saw_response(
-                self.url, int(resp.status), h.get("WWW-Authenticate"), nonce
+            if not proof or not self.rt.saw_response(
+                self.url, int(resp.status), h.get("WWW-Authenticate"), h.get("DPoP-Nonce")
             ):
                 break
+            if attempt == 1:
+                return None, None
         return int(resp.status), resp
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:

@@ -59,6 +59,7 @@ class AnswerSource(Protocol):
 
     def follow_storage(self) -> None: ...
     def uses_dpop(self, entry: TokenEntry) -> bool: ...
+    def dpop_key_ok(self, entry: TokenEntry) -> Awaitable[bool]: ...
     def can_refresh(self, realm: str) -> bool: ...
     def token_of(self, realm: str) -> str | None: ...
     def refresh(self, realm: str, stale: str | None) -> Awaitable[str]: ...
@@ -88,6 +89,10 @@ class TokenAnswers:
         src = self.source
         src.follow_storage()  # never answer from a session the host replaced or removed
         entry = src.store.lookup(url)
+        if entry is not None and protocol.asks_for_key_check(message) and src.uses_dpop(entry):
+            port.postMessage(plain(protocol.pending(self.app)))  # the worker has no DPoP key
+            src.spawn(self._after_key_check(url, entry, port))
+            return
         realm = src.store.realm_for(url) if entry is None else None  # only on a miss
         if realm is not None and src.can_refresh(realm):
             port.postMessage(plain(protocol.pending(self.app)))
@@ -101,6 +106,10 @@ class TokenAnswers:
         except RefreshError:
             pass
         self._reply(port, self.source.store.lookup(url))  # after a logout: {app}
+
+    async def _after_key_check(self, url: str, entry: TokenEntry, port: Any) -> None:
+        ok = await self.source.dpop_key_ok(entry)  # a lost key is reported once
+        self._reply(port, self.source.store.lookup(url) if ok else None)
 
     def _reply(self, port: Any, entry: TokenEntry | None) -> None:
         if entry is not None:

@@ -62,7 +62,9 @@ class RotatingSocket(StateReporter[SocketState]):
     # -- sockets --------------------------------------------------------------------------
     async def _open(self, token: str | None) -> Any:
         url = self.url
-        if self.token_in == "url" and token:
+        auth = await self._auth_message(token) if token else None
+        in_message = self.token_in == "message" or (auth is not None and "dpop" in auth)
+        if not in_message and token:  # a DPoP-bound token never goes in a URL without its proof
             url += ("&" if "?" in url else "?") + urlencode({"access_token": token})
         ws = js.WebSocket.new(url)
         opened: asyncio.Future[bool] = asyncio.get_event_loop().create_future()
@@ -82,13 +84,14 @@ class RotatingSocket(StateReporter[SocketState]):
         if not await opened:
             self._forget(ws)
             raise ConnectionError(f"WebSocket to {self.url} did not open")
-        if self.token_in == "message" and token:
-            ws.send(json.dumps(await self._auth_message(token)))
+        if in_message and auth is not None:
+            ws.send(json.dumps(auth))
         return ws
 
     async def _auth_message(self, token: str) -> dict[str, str]:
         """``{"type": "auth", "token"}``; for a DPoP-bound token also ``"dpop"``: a proof with
-        ``htm`` GET and ``htu`` the socket's http(s) URL (a handshake carries no headers)."""
+        ``htm`` GET and ``htu`` the socket's http(s) URL (a handshake carries no headers). A
+        bound token goes in this message even with ``tokenIn: 'url'``."""
         message = {"type": "auth", "token": token}
         try:
             headers = await self.rt.auth_headers(self.http_url or self.url, "GET", token)

@@ -8,7 +8,8 @@ public ``jwk``, the signature, ``htm``, ``htu`` (no query or fragment), ``iat`` 
 :data:`IAT_WINDOW`, ``jti`` never seen before, ``ath`` = SHA-256 of the token, the thumbprint =
 the token's ``cnf.jkt``, and with ``require_nonce`` the nonce it gave last (a ``401`` with
 ``WWW-Authenticate: DPoP error="use_dpop_nonce"`` and ``DPoP-Nonce`` otherwise). Routes:
-``/img/NAME`` (SVG), ``/api/NAME`` (JSON), ``/sse/ticker?count=N`` (N events, then held).
+``/img/NAME`` (SVG), ``/api/NAME`` (JSON), ``/sse/ticker?count=N`` (N events, then held),
+``/go?to=PATH`` (302), ``/ws`` (WebSocket; the token and proof in the first message).
 """
 
 from __future__ import annotations
@@ -206,8 +207,12 @@ def dpop_realm_app(
             await ws.send_json({"echo": msg.data})
         return ws
 
+    async def go(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": request.query.get("to", "/")})
+
     app = web.Application(middlewares=[guard])
     app.router.add_get("/ws", socket)
+    app.router.add_get("/go", go)
     app.router.add_get("/img/{name}", image)
     app.router.add_route("*", "/api/{name}", api)
     app.router.add_get("/sse/ticker", ticker)

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dpop_realm import DPoPLog, dpop_realm_app, provider_tokens
 from joserfc.jwk import ECKey
 from oidc_op import CLIENT_ID, Provider, authorize, running_provider
-from playwright.sync_api import Page
-from support import Servers, wait_ready, wait_until
+from playwright.sync_api import BrowserContext, Page
+from support import Servers, stop_service_worker, wait_ready, wait_until
 
 TTL = 20
 
@@ -132,6 +132,11 @@ def test_images_fetch_sse_and_refresh_carry_proofs_bound_to_one_key(
         const s = await pyauthWeb.socket(u, { onMessage: (m) => { if (String(m).includes('ok')) { s.close(); resolve(); } } }); })""", ws_url)
     assert len(realm.valid("/ws")) == 1, realm.log.for_path("/ws")
 
+    # A proof names one URL: a request carrying one never follows a redirect.
+    redirected = page.evaluate("(u) => pyauthWeb.fetch(u).then((r) => 'followed ' + r.status, (e) => e.name)", realm.url + "go?to=/api/elsewhere")
+    assert redirected == "TypeError" and realm.log.for_path("/api/elsewhere") == []
+    assert [e["valid"] for e in realm.log.for_path("/go")][-1] is True
+
     # Nonces: one refusal per origin and client (the worker, this tab), not one per request.
     refusals = [e for e in realm.log.entries if e["reason"] == "nonce required"]
     assert len(refusals) == (2 if nonce else 0), [(e["path"], e["reason"]) for e in realm.log.entries]
@@ -223,7 +228,7 @@ def test_five_tabs_share_one_key_and_refresh_once(
 
 
 def test_logout_deletes_the_key_and_a_lost_key_is_one_auth_error(
-    new_page: Any, setup: tuple[Provider, Realm, bool], servers: Servers
+    context: BrowserContext, new_page: Any, setup: tuple[Provider, Realm, bool], servers: Servers
 ) -> None:
     op, realm, _ = setup
     page, tokens = open_signed_in(new_page, op, servers, realm, skew=0)
@@ -235,13 +240,17 @@ def test_logout_deletes_the_key_and_a_lost_key_is_one_auth_error(
     # The key is lost (storage wiped behind the runtime's back) while the session stays.
     page.evaluate("() => new Promise((resolve) => { const r = indexedDB.open('pyauth-web-dpop', 1); r.onsuccess = () => { const q = r.result.transaction('keys', 'readwrite').objectStore('keys').clear(); q.onsuccess = () => { r.result.close(); resolve(); }; }; })")
     page.evaluate("() => pyauthWeb.reload()")
+    stop_service_worker(context, page)  # a worker that starts now has no key in memory either
     before = len(realm.log.entries)
-    statuses = [page.evaluate("(u) => pyauthWeb.fetch(u).then((r) => r.status)", realm.url + f"api/lost{i}") for i in range(3)]
-    assert statuses == [401] * 3
+    # Images: the worker finds no key and asks the page, which checks and reports it once.
+    assert load_images(page, [realm.url + "img/lost-a", realm.url + "img/lost-b"]) == [0, 0]
     errors = page.evaluate("() => window.__authErrors")
     assert len(errors) == 1 and errors[0]["reason"] == "dpop key lost", errors
+    statuses = [page.evaluate("(u) => pyauthWeb.fetch(u).then((r) => r.status)", realm.url + f"api/lost{i}") for i in range(3)]
+    assert statuses == [401] * 3
+    assert len(page.evaluate("() => window.__authErrors")) == 1  # one episode
     sent = realm.log.entries[before:]
-    assert len(sent) == 3 and all(e["auth"] is None for e in sent)  # no token without its proof, no loop
+    assert len(sent) == 5 and all(e["auth"] is None for e in sent)  # no token without its proof, no loop
     # Logout deletes the key in every tab's database (one database per origin).
     page.evaluate("() => pyauthWeb.clearTokens()")
     assert other.evaluate(count_keys) == 0

@@ -149,3 +149,11 @@ def test_public_jwk_never_crashes_on_junk(jwk: dict[str, object]) -> None:
         dpop.public_jwk(jwk)
     except dpop.InvalidProof:
         pass
+
+
+def test_htm_is_the_method_as_fetch_sends_it() -> None:
+    # fetch upper-cases these six and sends any other method as given: the proof must match.
+    assert [dpop.method(m) for m in ("get", "Post", "delete", "patch", "M-SEARCH")] == [
+        "GET", "POST", "DELETE", "patch", "M-SEARCH"]
+    with pytest.raises(dpop.InvalidProof, match="htm"):
+        dpop.method("GE T")

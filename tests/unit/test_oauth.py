@@ -436,3 +436,19 @@ def test_a_dpop_nonce_refusal_resends_the_same_refresh_token_once() -> None:
     other = o.Exchange(exchange.realm, exchange.refresh_token, exchange.request)
     assert not grant.retry_for_nonce(other, 400, '{"error": "invalid_grant"}')  # a real refusal
     assert "refresh_token=rt-1" in exchange.request.body
+
+
+def test_a_second_nonce_refusal_fails_the_attempt_but_leaves_the_refresh_token_usable() -> None:
+    from pyauth_web import oauth as o
+    from pyauth_web.refresh import RefreshError
+
+    grant = o.RefreshTokenGrant("https://op.example/token", "client")
+    tokens = o.RefreshTokenMap()
+    tokens.set("https://api.example/", "rt-1", "at-1")
+    exchange = grant.start("https://api.example/", tokens, "at-1")
+    refusal = '{"error": "use_dpop_nonce"}'
+    assert grant.retry_for_nonce(exchange, 400, refusal)
+    with pytest.raises(RefreshError, match="use_dpop_nonce"):
+        grant.finish(exchange, 400, refusal, tokens, "at-1")
+    again = grant.start("https://api.example/", tokens, "at-1")  # not spent: the OP never used it
+    assert again.refresh_token == "rt-1"

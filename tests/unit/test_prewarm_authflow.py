@@ -125,3 +125,10 @@ def test_no_nonce_retry_for_a_stream_body_or_without_a_token() -> None:
     assert log == [GetToken(), Send("t1")]
     resp, log = drive([299], nonce_statuses=(299,), token=None)
     assert log == [GetToken(), Send(None)]
+
+
+def test_a_nonce_refusal_is_never_a_reason_to_refresh() -> None:
+    # the server refuses twice for a nonce (say it never exposes DPoP-Nonce): no refresh grant
+    resp, log = drive([401, 401], nonce_statuses=(401,))
+    assert resp.status == 401
+    assert log == [GetToken(), Send("t1"), Send("t1")]
