@@ -489,8 +489,11 @@ async function proofFor(key, entry, method, url) {
   };
   const nonce = nonces.get(originOf(url));
   if (nonce !== undefined) claims.nonce = nonce;
-  const jwk = { kty: key.jwk.kty, crv: key.jwk.crv, x: key.jwk.x, y: key.jwk.y };
-  const input = `${jsonB64({ typ: DPOP.TYP, alg: DPOP.ALG, jwk })}.${jsonB64(claims)}`;
+  if (!key.head) {  // the protected header is the same for every proof of this key
+    const jwk = { kty: key.jwk.kty, crv: key.jwk.crv, x: key.jwk.x, y: key.jwk.y };
+    key.head = jsonB64({ typ: DPOP.TYP, alg: DPOP.ALG, jwk });
+  }
+  const input = `${key.head}.${jsonB64(claims)}`;
   const signature = await crypto.subtle.sign(
     { name: 'ECDSA', hash: 'SHA-256' }, key.privateKey, new TextEncoder().encode(input),
   );
