@@ -403,22 +403,28 @@ def memory_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
 
 
 def latency_realm() -> web.Application:
-    """A realm that answers every image at once, whatever its Authorization (the client's cost of
-    DPoP, apart from a server's checks): Bearer under /b/, DPoP under /d/, same origin."""
+    """A realm that answers every image at once (the client's cost of DPoP, apart from a server's
+    checks): Bearer under /b/, DPoP (with a proof) under /d/, same origin; anything else 401s,
+    so a request that went without its header shows as a failed image."""
 
     async def image(request: web.Request) -> web.Response:
+        scheme = (request.headers.get("Authorization") or "none").split(" ")[0]
+        expected = "DPoP" if request.match_info["realm"] == "d" else "Bearer"
+        ok = request.method == "OPTIONS" or (scheme == expected) == ("DPoP" in request.headers)
         return web.Response(
             text='<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>',
             content_type="image/svg+xml",
+            status=200 if ok and (request.method == "OPTIONS" or scheme == expected) else 401,
             headers={
                 "Access-Control-Allow-Origin": request.headers.get("Origin") or "*",
+                "Access-Control-Allow-Headers": "Authorization, DPoP",
+                "Access-Control-Max-Age": "600",
                 "Cache-Control": "no-store",
-                "X-Scheme": (request.headers.get("Authorization") or "none").split(" ")[0],
             },
         )
 
     app = web.Application()
-    app.router.add_get("/{realm}/img/{name}", image)
+    app.router.add_route("*", "/{realm}/img/{name}", image)
     return app
 
 
@@ -428,13 +434,40 @@ IMAGE_MS = """async ([urls, n]) => {
   for (let i = 0; i < n; i++) {
     for (const [k, url] of urls.entries()) {
       const t0 = performance.now();
-      await new Promise((resolve) => {
+      const ok = await new Promise((resolve) => {
         const img = new Image();
-        img.onload = img.onerror = resolve;
+        img.onload = () => resolve(true);
+        img.onerror = () => resolve(false);
         img.src = `${url}${i}-${Math.random()}`;
       });
+      if (!ok) throw new Error(`image failed: ${url}`);  // measured only when authenticated
       out[k].push(performance.now() - t0);
     }
+  }
+  return out;
+}"""
+
+
+SIGN_MS = """async (n) => {
+  // What the worker does per proof once the key is read: claims, base64url JSON, one ES256
+  // signature with a non-extractable key (the same calls as sw/sw.js proofFor).
+  const ecdsa = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const pair = await crypto.subtle.generateKey(ecdsa, false, ['sign']);
+  const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
+  const text = (v) => new TextEncoder().encode(v);
+  const json = (v) => b64(text(JSON.stringify(v)));
+  const jwk = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' };
+  const head = json({ typ: 'dpop+jwt', alg: 'ES256', jwk });
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const claims = { jti: b64(crypto.getRandomValues(new Uint8Array(18))), htm: 'GET',
+      htu: `https://api.example/img/${i}`, iat: Math.floor(Date.now() / 1000),
+      ath: 'a'.repeat(43) };
+    const sig = await crypto.subtle.sign(ecdsa, pair.privateKey, text(`${head}.${json(claims)}`));
+    b64(sig);
+    out.push(performance.now() - t0);
   }
   return out;
 }"""
@@ -446,6 +479,8 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
     bearer_realm, dpop_realm = f"{origin}/b/", f"{origin}/d/"
     p50: dict[str, list[float]] = {"bearer": [], "dpop": []}
     p99: dict[str, list[float]] = {"bearer": [], "dpop": []}
+    sign50: list[float] = []
+    sign99: list[float] = []
     n = max(100, args.requests // 2)
     for _ in range(args.runs):
         ctx = bench.context()
@@ -468,6 +503,9 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
         for name in values:
             p50[name].append(percentile(values[name], 0.50))
             p99[name].append(percentile(values[name], 0.99))
+        signing = page.evaluate(SIGN_MS, args.requests)
+        sign50.append(percentile(signing, 0.50))
+        sign99.append(percentile(signing, 0.99))
         ctx.close()
     rows: list[Row] = []
     for q, data in (("p50", p50), ("p99", p99)):
@@ -476,6 +514,8 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
                      f"Bearer {summary(data['bearer'])}"))
         rows.append((f"  DPoP added {q} (ms)", summary(added),
                      "target p99 ≤ 2 ms" if q == "p99" else f"{n} images per run"))
+    rows.append(("proof building + ES256 signature p50 (ms)", f"{statistics.median(sign50):8.2f}",
+                 f"p99 {statistics.median(sign99):.2f} ms; the worker's work per proof"))
     return rows
 
 

@@ -394,7 +394,7 @@ function askPageOnce(app, requestURL, clientId) {
 }
 
 function withAuth(request, entry, app, clientId) {
-  return entry.dpop ? withProof(request, entry, app, clientId).catch(() => fetch(request))
+  return entry.dpop ? withProof(request, entry, app, clientId)
     : send(request, entry, `Bearer ${entry.token}`, null);
 }
 
@@ -529,7 +529,10 @@ async function withProof(request, entry, app, clientId) {
     let response = null;
     for (let attempt = 0; attempt < 2; attempt++) {  // at most one nonce retry per request
       const used = nonces.get(origin);
-      const proof = await proofFor(key, entry, request.method, request.url);
+      // A key or a signature that fails (storage, WebCrypto) sends nothing: fall through. A
+      // failed request is the page's to see, as for a Bearer token (never resent without it).
+      const proof = await proofFor(key, entry, request.method, request.url).catch(() => null);
+      if (proof === null) return response || fetch(request);
       response = await send(request, entry, `DPoP ${entry.token}`, proof);
       keepNonce(request.url, response.headers.get(DPOP.NONCE_HEADER));
       if (!asksForNonce(response) || nonces.get(origin) === used) break;
