@@ -11,6 +11,7 @@ import pytest
 
 from pyauth_web.oauth import (
     FORM_CONTENT_TYPE,
+    Exchange,
     RefreshTokenGrant,
     RefreshTokenMap,
     RefreshTokenRotation,
@@ -423,32 +424,29 @@ def test_refresh_tokens_are_kept_under_any_browser_canonical_realm() -> None:
     assert again.dropped == 1
 
 
-def test_a_dpop_nonce_refusal_resends_the_same_refresh_token_once() -> None:
-    from pyauth_web import oauth as o
+NONCE_REFUSAL = '{"error": "use_dpop_nonce", "error_description": "nonce"}'
 
-    grant = o.RefreshTokenGrant("https://op.example/token", "client")
-    tokens = o.RefreshTokenMap()
+
+def _one_exchange() -> tuple[RefreshTokenGrant, RefreshTokenMap, Exchange]:
+    grant = RefreshTokenGrant("https://op.example/token", "client")
+    tokens = RefreshTokenMap()
     tokens.set("https://api.example/", "rt-1", "at-1")
-    exchange = grant.start("https://api.example/", tokens, "at-1")
-    refusal = '{"error": "use_dpop_nonce", "error_description": "nonce"}'
-    assert grant.retry_for_nonce(exchange, 400, refusal)  # not used by the server: resend
-    assert not grant.retry_for_nonce(exchange, 400, refusal)  # never twice
-    other = o.Exchange(exchange.realm, exchange.refresh_token, exchange.request)
+    return grant, tokens, grant.start("https://api.example/", tokens, "at-1")
+
+
+def test_a_dpop_nonce_refusal_resends_the_same_refresh_token_once() -> None:
+    grant, _, exchange = _one_exchange()
+    assert grant.retry_for_nonce(exchange, 400, NONCE_REFUSAL)  # not used by the server: resend
+    assert not grant.retry_for_nonce(exchange, 400, NONCE_REFUSAL)  # never twice
+    other = Exchange(exchange.realm, exchange.refresh_token, exchange.request)
     assert not grant.retry_for_nonce(other, 400, '{"error": "invalid_grant"}')  # a real refusal
     assert "refresh_token=rt-1" in exchange.request.body
 
 
 def test_a_second_nonce_refusal_fails_the_attempt_but_leaves_the_refresh_token_usable() -> None:
-    from pyauth_web import oauth as o
-    from pyauth_web.refresh import RefreshError
-
-    grant = o.RefreshTokenGrant("https://op.example/token", "client")
-    tokens = o.RefreshTokenMap()
-    tokens.set("https://api.example/", "rt-1", "at-1")
-    exchange = grant.start("https://api.example/", tokens, "at-1")
-    refusal = '{"error": "use_dpop_nonce"}'
-    assert grant.retry_for_nonce(exchange, 400, refusal)
+    grant, tokens, exchange = _one_exchange()
+    assert grant.retry_for_nonce(exchange, 400, NONCE_REFUSAL)
     with pytest.raises(RefreshError, match="use_dpop_nonce"):
-        grant.finish(exchange, 400, refusal, tokens, "at-1")
+        grant.finish(exchange, 400, NONCE_REFUSAL, tokens, "at-1")
     again = grant.start("https://api.example/", tokens, "at-1")  # not spent: the OP never used it
     assert again.refresh_token == "rt-1"
