@@ -19,11 +19,13 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from dpop_realm import DPoPLog, dpop_realm_app, provider_tokens
+from dpop_realm import DPoPLog, dpop_realm_app, hs256_tokens, provider_tokens
 from joserfc.jwk import ECKey
 from oidc_op import CLIENT_ID, Provider, authorize, running_provider
 from playwright.sync_api import BrowserContext, Page
-from support import Servers, stop_service_worker, wait_ready, wait_until
+from support import STORAGE_KEY, Servers, open_app, stop_service_worker, wait_ready, wait_until
+
+from pyauth_web.demo.servers import DEMO_SECRET
 
 TTL = 20
 
@@ -255,3 +257,33 @@ def test_logout_deletes_the_key_and_a_lost_key_is_one_auth_error(
     page.evaluate("() => pyauthWeb.clearTokens()")
     assert other.evaluate(count_keys) == 0
     assert tokens["access_token"] not in json.dumps(page.evaluate("() => ({...localStorage})"))
+
+
+def test_the_worker_never_downgrades_a_bound_token_to_bearer(
+    page: Page, servers: Servers, run_id: str
+) -> None:
+    """A tab that does not know a token is bound (an opaque token without `configure({dpop})`,
+    or an older page) syncs it to the worker as a plain one: the worker keeps sending it with a
+    proof, never as Bearer. (Tokens here are the test issuer's HS256 JWTs; the server checks
+    the proof in full all the same.)"""
+    log = DPoPLog()
+    realm = servers.thread.serve(dpop_realm_app(hs256_tokens(DEMO_SECRET), log)) + "/"
+    open_app(page, servers)
+    proof = page.evaluate("(u) => pyauthWeb.dpopProof('GET', u)", realm)
+    bound = jwt.encode({"exp": int(time.time()) + 600, "cnf": {"jkt": thumbprint_of(proof)}},
+                       DEMO_SECRET, algorithm="HS256")
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [realm, bound])
+    assert load_images(page, [f"{realm}img/first-{run_id}"]) == [40]
+    # What a tab that does not know the token is bound would send: the same token, no `dpop`.
+    page.evaluate("""async ([app, realm, token]) => {
+      const reg = await navigator.serviceWorker.ready;
+      await new Promise((resolve) => {
+        navigator.serviceWorker.addEventListener('message', function on(e) {
+          if (e.data && e.data.ack === 'downgrade') { navigator.serviceWorker.removeEventListener('message', on); resolve(); }
+        });
+        reg.active.postMessage({ type: 'sync-tokens', app, tokens: { [realm]: token }, expires: {},
+          redirects: {}, realms: [realm], skew: 60, ack: 'downgrade' });
+      }); }""", [STORAGE_KEY, realm, bound])
+    assert load_images(page, [f"{realm}img/after-{run_id}"]) == [40]
+    sent = log.for_path(f"/img/after-{run_id}")
+    assert [e["auth"].split(" ")[0] for e in sent] == ["DPoP"] and sent[0]["valid"], sent
