@@ -81,8 +81,10 @@ def test_burst_of_focus_and_visibility_events_is_one_prewarm(
 ) -> None:
     context.clock.install()
     stale_page(page, servers, servers.realm, run_id)
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=30)])
+    # Before setToken: the stale token's refresh may reach the issuer before evaluate() returns
+    # (a fresh-clone run counted 0 when `since` was taken after it).
     since = time.time()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=30)])
     page.evaluate("""async () => {
       for (let i = 0; i < 10; i++) {
         if (i % 2) window.dispatchEvent(new Event('focus'));
