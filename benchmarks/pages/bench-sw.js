@@ -1,4 +1,21 @@
 // Benchmark-only worker: the real sw.js plus a hook that times its own round trip to the page.
+// Held time: from the fetch event reaching the worker to the worker's own fetch() of that URL
+// (what the worker adds before a request leaves; DPoP vs Bearer). Registered before sw.js's
+// listener, so it sees each event first.
+const heldSince = new Map();  // request URL -> performance.now() at the fetch event
+const held = [];              // [url, ms] of each request the worker sent on
+self.addEventListener('fetch', (event) => { heldSince.set(event.request.url, performance.now()); });
+const realFetch = self.fetch.bind(self);
+self.fetch = (input, init) => {
+  const url = input instanceof Request ? input.url : String(input);
+  const since = heldSince.get(url);
+  if (since !== undefined) {
+    heldSince.delete(url);
+    held.push([url, performance.now() - since]);
+  }
+  return realFetch(input, init);
+};
+
 importScripts('/sw.js');
 
 self.addEventListener('message', (event) => {

@@ -68,10 +68,14 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx = browser.new_context()
     ctx.set_default_timeout(CONFIG.DEFAULT_TIMEOUT_MS)
     ctx.blocked_pages = set()  # type: ignore[attr-defined]
+    # URLs a test answers inside the browser (context.route + fulfill): they never leave it
+    ctx.answered_here = []  # type: ignore[attr-defined]
     left: list[str] = []
 
     def check(request: Any) -> None:
         if request.url.startswith(("data:", "blob:")) or LOOPBACK_URL.match(request.url):
+            return
+        if any(answered(request.url) for answered in ctx.answered_here):  # type: ignore[attr-defined]
             return
         try:
             page = request.frame.page
