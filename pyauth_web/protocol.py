@@ -86,6 +86,10 @@ ASK_OTHERS_AFTER_MS = 100  # below ANSWER_BUDGET_MS: other windows get a chance 
 ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a worker's ack
 STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
 HANDOFF_CACHE = "pyauth-web-handoff-v1"  # which token a tab's refresh replaced (pages only)
+# Page events (window CustomEvents): the runtime dispatches all three, the loader EVENT too
+AUTH_ERROR_EVENT = "console:auth-error"
+REFRESHED_EVENT = "pyauth-web:token-refreshed"
+EVENT = "pyauth-web:event"
 MAX_URL_LENGTH = 8192
 
 

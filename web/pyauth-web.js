@@ -25,6 +25,7 @@
   const PROTOCOL_VERSION = 2;  // the worker's acks carry its own: a mismatch is warned about once
   const ACK_TIMEOUT_MS = 2000;  // a worker that does not acknowledge a message in time is not waited for
   const DEFAULT_STORAGE_KEY = 'pyauth-web:session';
+  const EVENT = 'pyauth-web:event';  // the runtime's too (pyauth_web/protocol.py)
 
   const script = /** @type {HTMLScriptElement} */ (document.currentScript);
   const base = new URL('.', script.src).href;
@@ -193,7 +194,7 @@
         let count = 0;
         for (const img of failed) if (retry(img)) count++;
         failed.clear();
-        window.dispatchEvent(new CustomEvent('pyauth-web:event', { detail: { kind: 'recovered', count } }));
+        window.dispatchEvent(new CustomEvent(EVENT, { detail: { kind: 'recovered', count } }));
         return count;
       },
     };

@@ -18,10 +18,8 @@ import js
 from pyodide.ffi import create_proxy, to_js
 
 from pyauth_web import protocol
+from pyauth_web.protocol import AUTH_ERROR_EVENT, EVENT, REFRESHED_EVENT
 
-AUTH_ERROR_EVENT = "console:auth-error"
-REFRESHED_EVENT = "pyauth-web:token-refreshed"
-EVENT = "pyauth-web:event"
 RELAYED_AUTH_ERROR = "auth-error"
 
 

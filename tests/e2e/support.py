@@ -24,10 +24,12 @@ from pyauth_web.demo.browser import load_playwright_config, stop_service_workers
 from pyauth_web.demo.common import RealmLog
 from pyauth_web.demo.servers import Issuer, ServerThread, host_app
 from pyauth_web.protocol import STATE_CACHE
-from pyauth_web.tokens import DEFAULT_STORAGE_KEY
+from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY
 
 PAGES = Path(__file__).with_name("pages")
 STORAGE_KEY = DEFAULT_STORAGE_KEY
+SKEW = DEFAULT_SKEW_SECONDS  # the runtime's default skew margin (s)
+STALE_TTL = SKEW / 2  # a token this close to its exp is inside the margin: stale at once
 CONFIG = load_playwright_config()
 LOOPBACK_URL = re.compile(rf"^(https?|wss?)://{re.escape(CONFIG.HOST)}[:/]")
 
@@ -44,6 +46,10 @@ class Servers:
 
     def token(self, ttl: float = 300.0, realm: str | None = None) -> str:
         return self.issuer.mint(realm or self.realm, ttl)
+
+    def realm_auth(self, path: str) -> list[str | None]:
+        """The ``Authorization`` of each request the realm server saw for ``path``."""
+        return auth_seen(self.realm_log, path)
 
 
 def serve_bundle_copy(
@@ -255,7 +261,7 @@ def refreshes_once(page: Page, servers: Servers) -> None:
     """A token inside its skew margin, set in ``page`` (whose runtime has a refresher): the next
     ``getToken`` returns a new one, and the issuer saw exactly one refresh."""
     since = time.time()
-    stale = servers.token(ttl=30)
+    stale = servers.token(ttl=STALE_TTL)
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
     fresh = page.evaluate("(r) => pyauthWeb.getToken(r)", servers.realm)
     assert fresh and fresh != stale

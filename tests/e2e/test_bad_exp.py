@@ -9,7 +9,7 @@ import time
 import pytest
 from jwt import api_jws
 from playwright.sync_api import Page
-from support import LOAD_IMAGE, STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
+from support import LOAD_IMAGE, STORAGE_KEY, Servers, wait_controlled, wait_ready
 
 from pyauth_web.tokens import MAX_EXP
 
@@ -38,10 +38,6 @@ def raw_jwt(servers: Servers, realm: str, exp_json: str) -> str:
     would refuse NaN or write 1e309 as Infinity)."""
     payload = '{"sub": "demo-user", "realm": ' + json.dumps(realm) + ', "exp": ' + exp_json + "}"
     return api_jws.encode(payload.encode(), servers.issuer.secret, algorithm="HS256")
-
-
-def auth_of(servers: Servers, path: str) -> list[str | None]:
-    return auth_seen(servers.realm_log, path)
 
 
 @pytest.mark.parametrize("kind", BAD_EXP)
@@ -83,12 +79,12 @@ def test_bad_exp_in_storage_is_dropped_and_logout_still_works(
     assert [w for w in warnings if bad_realm in w and "exp" in w], warnings
     # The good realm still works, with its token.
     assert page.evaluate(IMG, f"{good_realm}img/after-{run_id}") is True
-    assert auth_of(servers, f"/app/img/after-{run_id}") == [f"Bearer {good}"]
+    assert servers.realm_auth(f"/app/img/after-{run_id}") == [f"Bearer {good}"]
     # Logout works, and afterwards the realm's images carry no token.
     page.evaluate("() => pyauthWeb.clearTokens()")
     assert page.evaluate("(k) => localStorage.getItem(k)", STORAGE_KEY) is None
     assert page.evaluate(IMG, f"{good_realm}img/out-{run_id}") is False
-    assert auth_of(servers, f"/app/img/out-{run_id}") == [None]
+    assert servers.realm_auth(f"/app/img/out-{run_id}") == [None]
     assert page.evaluate("() => window.__unhandled") == []
     assert page_errors == []
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from support import Endpoint, Servers, wait_controlled, wait_ready, wait_until
+from support import STALE_TTL, Endpoint, Servers, wait_controlled, wait_ready, wait_until
 
 GET = """(u) => { const t0 = performance.now(); return pyauthWeb.getToken(u).then(
   (t) => ({ok: true, value: t, ms: performance.now() - t0}),
@@ -41,7 +41,7 @@ def test_a_tab_that_goes_away_mid_refresh_does_not_block_the_others(
                 {"refreshURL": endpoint.origin + "/refresh", "refreshTimeout": REFRESH_TIMEOUT,
                  "lockTimeout": LOCK_TIMEOUT, "retry": {"attempts": 1}},
             )
-        stale = servers.token(ttl=30)  # inside the skew margin: getToken must refresh
+        stale = servers.token(ttl=STALE_TTL)  # inside the skew margin: getToken must refresh
         a.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
         b.wait_for_function("async () => (await pyauthWeb.state()).tokens.length === 1")
 
@@ -70,7 +70,7 @@ def test_a_tab_that_goes_away_mid_refresh_does_not_block_the_others(
             wait_ready(a)  # the reloaded tab starts normally
             assert a.evaluate(GET, servers.realm)["ok"]
         # The next refresh simply works.
-        b.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=30)])
+        b.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=STALE_TTL)])
         again = b.evaluate(GET, servers.realm)
         assert again["ok"] and again["value"] not in (token, stale), again
         assert endpoint.posts()[-1]["t"] > t0_wall

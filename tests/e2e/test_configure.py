@@ -4,7 +4,7 @@ naming the input, in the real page, and the previous configuration stays in forc
 from __future__ import annotations
 
 from playwright.sync_api import Page
-from support import Servers, wait_ready
+from support import SKEW, Servers, wait_ready
 
 CONFIGURE = "(o) => pyauthWeb.configure(o).then(() => null, (e) => e.message)"
 
@@ -27,7 +27,7 @@ def test_configure_refuses_unknown_keys_and_wrong_types(page: Page, servers: Ser
         message = page.evaluate(CONFIGURE, options)
         assert message and name in message and "\n" not in message, (name, message)
     after = page.evaluate("() => pyauthWeb.state()")
-    assert after["skew"] == before["skew"] == 60
+    assert after["skew"] == before["skew"] == SKEW
     assert [t["realmURL"] for t in after["tokens"]] == [servers.realm]
     # null and undefined mean "not given"; a good call still works.
     assert page.evaluate(CONFIGURE, {"skew": 30, "jitter": None}) is None

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support import Servers, wait_ready
+from support import STALE_TTL, Servers, wait_ready
 
 # Marks in the SVG, by their colour (pyauth_web/demo/static/timeline.js, MARKS).
 COUNT = """(color) => document.querySelectorAll(`#timeline line[stroke="${color}"]`).length"""
@@ -26,7 +26,7 @@ def test_two_tabs_show_one_refresh_and_who_made_it(
         wait_ready(tab)
         tab.wait_for_function("() => document.querySelector('#timeline svg rect') !== null")
     since = time.time()
-    stale = servers.token(ttl=30)  # already inside the 60 s skew margin: refreshed at once
+    stale = servers.token(ttl=STALE_TTL)  # already inside the default skew margin: refreshed at once
     tabs[0].evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
     for tab in tabs:
         tab.wait_for_function(

@@ -10,6 +10,7 @@ from playwright.sync_api import BrowserContext, Page
 from support import (
     COUNT_TOKEN_REQUESTS,
     HELLO_WITH_ACK,
+    STALE_TTL,
     STORAGE_KEY,
     Servers,
     auth_seen,
@@ -247,7 +248,7 @@ def test_get_token_longest_prefix_and_skew(page: Page, servers: Servers) -> None
     open_app(page, servers)
     outer, inner = servers.realm, servers.realm + "api/"
     t_outer, t_inner = servers.token(realm=outer), servers.token(realm=inner)
-    near_expiry = servers.token(ttl=30, realm=servers.realm + "img/")  # inside the 60 s skew
+    near_expiry = servers.token(ttl=STALE_TTL, realm=servers.realm + "img/")  # inside the default skew
     page.evaluate(
         "async (pairs) => { for (const [r, t] of pairs) await pyauthWeb.setToken(r, t); }",
         [[outer, t_outer], [inner, t_inner], [servers.realm + "img/", near_expiry]],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PAGES, Servers, refreshes_once, wait_ready
+from support import PAGES, STORAGE_KEY, Servers, refreshes_once, wait_ready
 
 from pyauth_web.assets import SOURCE_ROOT
 from pyauth_web.demo.servers import host_app
@@ -80,7 +80,7 @@ def test_the_installed_bundle_paints_and_refreshes(
     token = servers.token(ttl=3600)
     page.goto(f"{host}/pyauth/manifest.json")
     page.evaluate("([k, v]) => localStorage.setItem(k, v)",
-                  ["pyauth-web:session", json.dumps({servers.realm: token})])
+                  [STORAGE_KEY, json.dumps({servers.realm: token})])
     page.goto(f"{host}/t/first-visit.html?run={run_id}")
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('#realm img'))"

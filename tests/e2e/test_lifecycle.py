@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from playwright.sync_api import BrowserContext, Page
-from support import STORAGE_KEY, Servers, wait_controlled, wait_ready
+from support import SKEW, STALE_TTL, STORAGE_KEY, Servers, wait_controlled, wait_ready
 
 GET_TOKEN = "(u) => pyauthWeb.getToken(u)"
 
@@ -120,8 +120,8 @@ def test_refresher_down_gives_one_auth_error_per_tab(
 
     probe = new_page()
     probe.goto(servers.host + "/t/app.html")
-    # An expiring token (inside the 60 s skew in ~1 s) is already stored when the tabs load.
-    soon = servers.token(ttl=61)
+    # An expiring token (inside the default skew in ~1 s) is already stored when the tabs load.
+    soon = servers.token(ttl=SKEW + 1)
     probe.evaluate("([k, v]) => localStorage.setItem(k, v)",
                    [STORAGE_KEY, json.dumps({servers.realm: soon})])
     probe.close()
@@ -188,7 +188,7 @@ def test_host_callback_refresher_is_single_flight(page: Page, servers: Servers) 
           }});
         }"""
     )
-    stale = servers.token(ttl=30)  # inside the 60 s skew: every caller needs a refresh
+    stale = servers.token(ttl=STALE_TTL)  # inside the default skew: every caller needs a refresh
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
     tokens = page.evaluate(
         "(u) => Promise.all(Array.from({length: 5}, () => pyauthWeb.getToken(u)))", servers.realm

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from playwright.sync_api import Page
-from support import REFRESH_KEY, Servers, open_app
+from support import REFRESH_KEY, STALE_TTL, Servers, open_app
 
 STORED = "(k) => localStorage.getItem(k)"
 
@@ -70,14 +70,14 @@ def test_refresh_token_never_follows_a_redirect(
 
     open_app(page, servers)
     configure_oauth(page, idp_origin + "/token")
-    stale = servers.token(ttl=30)  # inside the 60 s skew: stale at once
+    stale = servers.token(ttl=STALE_TTL)  # inside the default skew: stale at once
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-secret')", [servers.realm, stale])
     reason = page.evaluate("(u) => pyauthWeb.getToken(u).then(() => 'no error', (e) => e.message)", servers.realm)
     assert reason != "no error"
     page.wait_for_function("() => window.__authErrors.length === 1")
     # The refresh-URL refresher does not follow either.
     page.evaluate("(u) => pyauthWeb.configure({refreshURL: u})", idp_origin + "/refresh")
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=30)])
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=STALE_TTL)])
     second = page.evaluate("(u) => pyauthWeb.getToken(u).then(() => 'no error', (e) => e.message)", servers.realm)
     assert second != "no error", page.evaluate("() => window.__authErrors")
     assert foreign_hits == []

@@ -18,7 +18,16 @@ from typing import Any
 import jwt
 import pytest
 from playwright.sync_api import Page
-from support import REFRESH_KEY, STORAGE_KEY, Endpoint, Servers, open_app, wait_until
+from support import (
+    REFRESH_KEY,
+    SKEW,
+    STALE_TTL,
+    STORAGE_KEY,
+    Endpoint,
+    Servers,
+    open_app,
+    wait_until,
+)
 
 STORED = "(k) => localStorage.getItem(k)"
 SET = "([r, t]) => pyauthWeb.setToken(r, t)"
@@ -122,7 +131,7 @@ def test_hung_refresh_url_settles_every_tab_within_the_deadline(
     for tab in tabs:
         open_app(tab, servers)
         configure(tab, {"refreshURL": endpoint.origin + "/refresh", **SHORT_DEADLINES})
-    stale = servers.token(ttl=30)  # inside the 60 s skew: every caller needs a refresh
+    stale = servers.token(ttl=STALE_TTL)  # inside the default skew: every caller needs a refresh
     tabs[0].evaluate(SET, [servers.realm, stale])
     tabs[1].wait_for_function("async () => (await pyauthWeb.state()).tokens.length === 1")
 
@@ -146,7 +155,7 @@ def test_hung_refresh_url_settles_every_tab_within_the_deadline(
 
     # Phase 2: the endpoint answers again (after hanging once more): a later attempt works.
     endpoint.mode, endpoint.hang_next = "answer", 1
-    stale2 = servers.token(ttl=30)
+    stale2 = servers.token(ttl=STALE_TTL)
     tabs[0].evaluate(SET, [servers.realm, stale2])  # a new token ends the failure episodes
     tabs[1].wait_for_function(
         "async () => (await pyauthWeb.state()).tokens.every((t) => !t.failed)", timeout=5_000
@@ -175,7 +184,7 @@ def test_hung_host_callback_refresh_times_out(page: Page, servers: Servers) -> N
              ...deadlines})""",
         SHORT_DEADLINES,
     )
-    page.evaluate(SET, [servers.realm, servers.token(ttl=30)])
+    page.evaluate(SET, [servers.realm, servers.token(ttl=STALE_TTL)])
     started = time.monotonic()
     got = page.evaluate(GET, servers.realm)
     assert time.monotonic() - started <= BOUND_S + SLACK_S
@@ -191,7 +200,7 @@ def test_hung_token_endpoint_request_is_aborted(
     endpoint = endpoints("hang")
     open_app(page, servers)
     configure_oauth(page, endpoint, **SHORT_DEADLINES)
-    page.evaluate(SET_WITH_REFRESH, [servers.realm, servers.token(ttl=30), "rt-hung-0"])
+    page.evaluate(SET_WITH_REFRESH, [servers.realm, servers.token(ttl=STALE_TTL), "rt-hung-0"])
     started = time.monotonic()
     got = page.evaluate(GET, servers.realm)
     assert time.monotonic() - started <= BOUND_S + SLACK_S
@@ -219,7 +228,7 @@ def test_a_lock_held_forever_times_out_and_leaves_no_request_queued(
            }))""",
         lock,
     )
-    tab.evaluate(SET, [servers.realm, servers.token(ttl=30)])
+    tab.evaluate(SET, [servers.realm, servers.token(ttl=STALE_TTL)])
     started = time.monotonic()
     got = tab.evaluate(GET, servers.realm)
     assert time.monotonic() - started <= ATTEMPTS * LOCK_TIMEOUT + BACKOFF + SLACK_S
@@ -235,7 +244,7 @@ def test_a_lock_held_forever_times_out_and_leaves_no_request_queued(
         "(n) => navigator.locks.query().then((s) => s.held.every((h) => h.name !== n))", arg=lock
     )
     # Once the lock is free, a new session refreshes normally.
-    stale = servers.token(ttl=30)
+    stale = servers.token(ttl=STALE_TTL)
     tab.evaluate(SET, [servers.realm, stale])
     got = tab.evaluate(GET, servers.realm)
     assert got["ok"] and got["value"] != stale
@@ -336,11 +345,11 @@ def test_a_credential_never_follows_a_redirect(
     open_app(page, servers)
     if kind == "oauth":
         configure_oauth(page, endpoint)
-        page.evaluate(SET_WITH_REFRESH, [servers.realm, servers.token(ttl=30), "rt-secret-0"])
+        page.evaluate(SET_WITH_REFRESH, [servers.realm, servers.token(ttl=STALE_TTL), "rt-secret-0"])
         reason = "token endpoint redirected"
     else:
         configure(page, {"refreshURL": endpoint.origin + "/refresh"})
-        page.evaluate(SET, [servers.realm, servers.token(ttl=30)])
+        page.evaluate(SET, [servers.realm, servers.token(ttl=STALE_TTL)])
         reason = "refresh URL redirected"
     got = page.evaluate(GET, servers.realm)
     assert not got["ok"] and reason in got["value"], got
@@ -411,8 +420,8 @@ def test_configure_rejects_bad_credential_urls_and_deadlines_at_once(
            }})"""
     )
     assert page.evaluate(CONFIGURE, {"refreshURL": "javascript:x", "skew": 5}) is not None
-    stale = servers.token(ttl=30)
+    stale = servers.token(ttl=STALE_TTL)
     page.evaluate(SET, [servers.realm, stale])
     got = page.evaluate(GET, servers.realm)
     assert got["ok"] and got["value"] != stale and page.evaluate("() => window.__calls") == 1
-    assert page.evaluate("() => pyauthWeb.state()")["skew"] == 60
+    assert page.evaluate("() => pyauthWeb.state()")["skew"] == SKEW

@@ -166,7 +166,7 @@ def test_a_token_taken_from_storage_is_useless_elsewhere(
     op, realm, nonce = setup
     page, tokens = open_signed_in(new_page, op, servers, realm, skew=0)
     assert load_images(page, [realm.url + "img/ok"]) == [40]
-    stolen = json.loads(page.evaluate("() => localStorage.getItem('pyauth-web:session')"))[realm.url]
+    stolen = json.loads(page.evaluate("(k) => localStorage.getItem(k)", STORAGE_KEY))[realm.url]
     good_proof = realm.valid("/img/ok")[0]["proof"]
 
     def status(headers: dict[str, str], path: str = "img/ok") -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
-from support import Servers, wait_controlled, wait_ready
+from support import STALE_TTL, Servers, wait_controlled, wait_ready
 
 from pyauth_web.demo.servers import RealmLog, realm_app
 
@@ -84,7 +84,7 @@ def test_burst_of_focus_and_visibility_events_is_one_prewarm(
     # Before setToken: the stale token's refresh may reach the issuer before evaluate() returns
     # (a fresh-clone run counted 0 when `since` was taken after it).
     since = time.time()
-    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=30)])
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, servers.token(ttl=STALE_TTL)])
     page.evaluate("""async () => {
       for (let i = 0; i < 10; i++) {
         if (i % 2) window.dispatchEvent(new Event('focus'));

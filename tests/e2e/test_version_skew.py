@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from support import LOAD_IMAGE, PAGES, Servers, auth_seen, wait_controlled, wait_ready
+from support import LOAD_IMAGE, PAGES, STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
 
 from pyauth_web.demo.servers import host_app
 from pyauth_web.protocol import PROTOCOL_VERSION
@@ -91,7 +91,7 @@ def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     seen = navigations(page)
     token = servers.token()
     page.evaluate("([k, v]) => localStorage.setItem(k, v)",
-                  ["pyauth-web:session", f'{{"{servers.realm}": "{token}"}}'])
+                  [STORAGE_KEY, f'{{"{servers.realm}": "{token}"}}'])
     page.goto(f"{host}/t/app.html")
     wait_ready(page)
     # The new worker takes control: with a fast start, after the page is ready (register() of

@@ -21,7 +21,6 @@ from support import (
     STATE_CACHE,
     STORAGE_KEY,
     Servers,
-    auth_seen,
     open_app,
     serve_broken_bundle,
     wait_controlled,
@@ -54,10 +53,6 @@ SAVED_STATE = """async (name) => {
 }"""
 
 
-def auth_of(servers: Servers, path: str) -> list[str | None]:
-    return auth_seen(servers.realm_log, path)
-
-
 def open_keyed_app(page: Page, servers: Servers, key: str = STORAGE_KEY, realms: str = "") -> None:
     query = urllib.parse.urlencode({"key": key, "realms": realms or servers.realm})
     open_app(page, servers, f"app-key.html?{query}")
@@ -82,24 +77,24 @@ def test_pages_and_workers_without_the_runtime_get_no_token(
     assert plain.evaluate(FETCH_STATUS, f"{servers.realm}img/plain-fetch-{run_id}") == 401
     dw_plain = f"{servers.realm}img/plain-worker-{run_id}"
     assert plain.evaluate(WORKER_STATUS, [dw_plain, None]) == 401
-    assert auth_of(servers, f"/img/plain-{run_id}") == [None]
-    assert auth_of(servers, f"/css/plain-{run_id}.css") == [None]
-    assert auth_of(servers, f"/img/plain-fetch-{run_id}") == [None]
-    assert auth_of(servers, dw_plain[len(servers.realm) - 1 :]) == [None]
+    assert servers.realm_auth(f"/img/plain-{run_id}") == [None]
+    assert servers.realm_auth(f"/css/plain-{run_id}.css") == [None]
+    assert servers.realm_auth(f"/img/plain-fetch-{run_id}") == [None]
+    assert servers.realm_auth(dw_plain[len(servers.realm) - 1 :]) == [None]
     # The runtime page is served as before; its dedicated worker only with a ticket.
     assert app.evaluate(FETCH_STATUS, f"{servers.realm}img/app-{run_id}") == 200
-    assert auth_of(servers, f"/img/app-{run_id}") == [f"Bearer {token}"]
+    assert servers.realm_auth(f"/img/app-{run_id}") == [f"Bearer {token}"]
     no_ticket = f"{servers.realm}img/app-worker-{run_id}"
     assert app.evaluate(WORKER_STATUS, [no_ticket, None]) == 401
-    assert auth_of(servers, no_ticket[len(servers.realm) - 1 :]) == [None]
+    assert servers.realm_auth(no_ticket[len(servers.realm) - 1 :]) == [None]
     ticket = app.evaluate("() => pyauthWeb.workerTicket()")
     with_ticket = f"{servers.realm}img/app-worker-ticket-{run_id}"
     assert app.evaluate(WORKER_STATUS, [with_ticket, ticket]) == 200
-    assert auth_of(servers, with_ticket[len(servers.realm) - 1 :]) == [f"Bearer {token}"]
+    assert servers.realm_auth(with_ticket[len(servers.realm) - 1 :]) == [f"Bearer {token}"]
     # A ticket is single-use: the plain page cannot reuse it.
     reuse = f"{servers.realm}img/plain-reuse-{run_id}"
     assert plain.evaluate(WORKER_STATUS, [reuse, ticket]) == 401
-    assert auth_of(servers, reuse[len(servers.realm) - 1 :]) == [None]
+    assert servers.realm_auth(reuse[len(servers.realm) - 1 :]) == [None]
     assert page_errors == []
 
 
@@ -171,14 +166,14 @@ except Exception:
     r = 'error'
 r`)"""
     assert page.evaluate(python_fetch, go_out + "&by=py") == "error"
-    assert all(auth is None for auth in auth_of(servers, outside))
-    assert f"Bearer {token}" in auth_of(servers, f"/app/go/out-{run_id}")
+    assert all(auth is None for auth in servers.realm_auth(outside))
+    assert f"Bearer {token}" in servers.realm_auth(f"/app/go/out-{run_id}")
     # A host that trusts every path of the origin lets redirects be followed.
     page.evaluate("(r) => pyauthWeb.configure({redirects: {[r]: 'follow'}})", realm)
     assert page.evaluate(result, go_in) == 200
-    assert auth_of(servers, inside) == [f"Bearer {token}"]
+    assert servers.realm_auth(inside) == [f"Bearer {token}"]
     assert page.evaluate(result, go_out) == 200
-    assert auth_of(servers, outside)[-1] == f"Bearer {token}"  # as documented for 'follow'
+    assert servers.realm_auth(outside)[-1] == f"Bearer {token}"  # as documented for 'follow'
     # An origin-wide realm follows by default (a same-origin redirect stays inside it).
     origin_realm = servers.realm
     set_token(page, origin_realm, servers.token())
@@ -263,7 +258,7 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
         path = f"/img/deploy-{i}-{run_id}"
         version = f"{run_id}-{i}"
         assert page.evaluate(DEPLOY_THEN_LOGOUT, [servers.realm + path[1:], version]) == 401
-        assert auth_of(servers, path) == [None], f"round {i}"
+        assert servers.realm_auth(path) == [None], f"round {i}"
         # Once the app's page is gone the new worker takes over; a client of the app that it
         # serves (one that joined by saying hello) must get no token from it.
         page.close()
@@ -275,7 +270,7 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
         )
         assert probe.evaluate(HELLO_WITH_ACK, STORAGE_KEY)
         assert probe.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{i}-{run_id}") == 401
-        assert auth_of(servers, f"/img/after-{i}-{run_id}") == [None]
+        assert servers.realm_auth(f"/img/after-{i}-{run_id}") == [None]
         assert probe.evaluate(SAVED_STATE, STATE_CACHE).count(token) == 0
         probe.close()
 
@@ -307,7 +302,7 @@ def test_clear_tokens_works_when_the_runtime_failed_to_start(
     page.evaluate("() => pyauthWeb.clearTokens()")
     assert page.evaluate("(k) => [localStorage.getItem(k), localStorage.getItem(k + ':refresh')]", STORAGE_KEY) == [None, None]
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{run_id}") == 401
-    assert auth_of(servers, f"/img/after-{run_id}") == [None]
+    assert servers.realm_auth(f"/img/after-{run_id}") == [None]
     assert token not in page.evaluate(SAVED_STATE, STATE_CACHE)
 
 
@@ -333,7 +328,7 @@ def test_host_writes_made_without_a_runtime_tab_never_bring_back_the_old_user(
         run = f"{step}-{run_id}"
         tab.goto(f"{servers.host}/t/first-paint.html?run={run}")
         tab.wait_for_function("() => [...document.images].every((i) => i.complete)")
-        sent = [a for i in range(10) for a in auth_of(servers, f"/img/fp-{i}-{run}")]
+        sent = [a for i in range(10) for a in servers.realm_auth(f"/img/fp-{i}-{run}")]
         assert f"Bearer {alice}" not in sent, f"step {step}: {sent.count(f'Bearer {alice}')} of {len(sent)}"
         wait_ready(tab)
         assert alice not in tab.evaluate(SAVED_STATE, STATE_CACHE)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import jwt
 
-from pyauth_web import protocol
+from pyauth_web import dpop, protocol
 from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, MAX_EXP, TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,26 @@ def test_shared_constants_agree() -> None:
     assert int(js_const(loader, "ACK_TIMEOUT_MS")) == protocol.ACK_TIMEOUT_MS
     # The loader holds no skew default of its own: the runtime applies DEFAULT_SKEW_SECONDS.
     assert "skew: data.skew === undefined ? null" in loader.read_text()
+    assert js_const(loader, "EVENT") == f"'{protocol.EVENT}'"
+
+
+def test_lock_and_channel_names() -> None:
+    """Names other tabs (and other versions of the runtime) must agree on."""
+    assert protocol.channel_name("app") == "pyauth-web:app"
+    assert protocol.lock_name("app", "https://a.example/") == "pyauth-web:app:https://a.example/"
+
+
+def test_shared_names_are_written_once() -> None:
+    """Each name both sides use is one literal in the Python package and at most one per JS
+    file (each checked against Python above): changing it is one edit per language."""
+    package = [p.read_text() for p in (ROOT / "pyauth_web").rglob("*.py") if "demo" not in p.parts]
+    scripts = [(ROOT / "sw" / "sw.js").read_text(), (ROOT / "web" / "pyauth-web.js").read_text()]
+    names = [protocol.STATE_CACHE, protocol.HANDOFF_CACHE, DEFAULT_STORAGE_KEY, protocol.EVENT,
+             protocol.REFRESHED_EVENT, protocol.AUTH_ERROR_EVENT, dpop.KEY_DB]
+    for name in names:
+        assert sum(t.count(f'"{name}"') for t in package) == 1, name
+        assert all(t.count(f"'{name}'") <= 1 for t in scripts), name
+    assert sum('"pyauth-web:{' in t for t in package) == 1  # lock and channel names: protocol.py
 
 
 def test_exp_range_and_redirect_modes_agree() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from pyauth_web.tokens import DEFAULT_SKEW_SECONDS
 from pyauth_web.ws_rotation import (
     CloseReason,
     RotationPolicy,
@@ -166,10 +167,11 @@ def test_should_rotate() -> None:
     assert tracker.should_rotate('{"error":"tokenExpired"}')
     assert not tracker.should_rotate('{"error":"other"}')
     assert not tracker.should_rotate("hello", token_exp=clock.now + 3600)
-    assert tracker.should_rotate("hello", token_exp=clock.now + 30)  # within the 60 s skew
-    assert tracker.should_rotate(token_exp=clock.now + 60)
-    assert not tracker.should_rotate(token_exp=clock.now + 61)
-    assert tracker.should_rotate(token_exp=clock.now + 61, skew=120)
+    skew = DEFAULT_SKEW_SECONDS
+    assert tracker.should_rotate("hello", token_exp=clock.now + skew / 2)  # within the skew
+    assert tracker.should_rotate(token_exp=clock.now + skew)
+    assert not tracker.should_rotate(token_exp=clock.now + skew + 1)
+    assert tracker.should_rotate(token_exp=clock.now + skew + 1, skew=2 * skew)
     assert tracker.should_rotate(token_exp=clock.now - 5)  # already expired
     assert not tracker.should_rotate()
 
