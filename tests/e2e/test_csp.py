@@ -51,6 +51,7 @@ def test_the_runtime_works_under_a_strict_csp(
     path = f"/img/csp-{policy}-{run_id}"
     assert page.evaluate(LOAD_IMAGE, servers.realm + path[1:]) is True
     assert auth_seen(servers.realm_log, path) == [f"Bearer {token}"]
+    assert page.evaluate("() => window.__violations") == []  # the first visit
     page.reload()  # a second visit (memory snapshot, worker already there) under the same CSP
     open_app(page, servers, host=host)
     assert page.evaluate("() => window.__violations") == []
@@ -63,3 +64,8 @@ def test_the_runtime_works_under_a_strict_csp(
             document.createElement('script').src = '/pyauth/pyauth-web.js'; return 'assigned';
           } catch (e) { return e.name; } }""")
         assert refused == "TypeError"
+        # Nor can other script take the loader's policy name (no 'allow-duplicates').
+        taken = page.evaluate("""() => { try {
+            trustedTypes.createPolicy('pyauth-web', { createScriptURL: (u) => u }); return 'created';
+          } catch (e) { return e.name; } }""")
+        assert taken == "TypeError"

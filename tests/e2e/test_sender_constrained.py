@@ -25,6 +25,7 @@ from oidc_op import CLIENT_ID, Provider, authorize, running_provider
 from playwright.sync_api import BrowserContext, Page
 from support import STORAGE_KEY, Servers, open_app, stop_service_worker, wait_ready, wait_until
 
+from pyauth_web import dpop
 from pyauth_web.demo.servers import DEMO_SECRET
 
 TTL = 20
@@ -203,6 +204,27 @@ def test_a_token_taken_from_storage_is_useless_elsewhere(
     assert status({"Authorization": f"DPoP {stolen}", "DPoP": good_proof}) == 401
     assert realm.log.entries[-1]["reason"] in ("proof replayed (jti seen)", "nonce required")
     assert tokens["access_token"] == stolen
+    # And the key cannot be taken along: the stored private key is not extractable.
+    assert page.evaluate(EXPORT_KEYS, [dpop.KEY_DB, dpop.KEY_STORE]) == [[False, "InvalidAccessError"]]
+
+
+EXPORT_KEYS = """([name, store]) => new Promise((resolve, reject) => {
+  const open = indexedDB.open(name);
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const all = open.result.transaction(store).objectStore(store).getAll();
+    all.onsuccess = async () => {
+      const out = [];
+      for (const record of all.result) {
+        let exported = 'exported';
+        try { await crypto.subtle.exportKey('pkcs8', record.privateKey); } catch (e) { exported = e.name; }
+        out.push([record.privateKey.extractable, exported]);
+      }
+      open.result.close();
+      resolve(out);
+    };
+  };
+})"""
 
 
 def test_five_tabs_share_one_key_and_refresh_once(
