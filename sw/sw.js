@@ -45,6 +45,13 @@ const REDIRECT_FOLLOW = 'follow';
 const REDIRECT_ERROR = 'error';
 const JOIN_PATH = '__pyauth-web/join/';
 const MAX_CLIENTS = 500;  // past this, client maps are pruned to the clients still alive
+// Bounded memory whatever pages post (a hostile or buggy page must not grow the worker).
+const MAX_APPS = 64;             // past this, the oldest app without tokens (else the oldest) goes
+const MAX_APPS_PER_CLIENT = 16;  // a client joins at most this many apps
+const MAX_ORIGINS = 256;         // realm origins kept per app (oldest first out)
+const MAX_REMOVED = 256;         // removal sequence numbers kept per app (see dropToken)
+const MAX_TICKETS = 64;          // join tickets waiting to be used
+const MAX_TOKENS = 4096;         // tokens kept per app (past it the oldest goes: asked for on a miss)
 
 // app -> {tokens: Map<realm, {token, exp, redirect}>, origins: Set<origin>, skew,
 //         clearedAt, removedAt: Map<realm, seq>}
@@ -78,15 +85,32 @@ function isRealm(url) {
   } catch { return false; }
 }
 
+// An app's state dropped to keep the map bounded loses its removal sequence numbers, so a state
+// made later refuses replies to asks that started before the drop (no resurrection).
+let evictedAt = 0;
+
 function appState(app) {
   let state = apps.get(app);
   if (!state) {
+    if (apps.size >= MAX_APPS) {
+      let victim = null;
+      for (const [name, s] of apps) if (s.tokens.size === 0) { victim = name; break; }
+      apps.delete(victim ?? apps.keys().next().value);
+      evictedAt = ++seq;
+    }
     state = {
-      tokens: new Map(), origins: new Set(), skew: null, clearedAt: 0, removedAt: new Map(), fp: null,
+      tokens: new Map(), origins: new Set(), skew: null, clearedAt: evictedAt, removedAt: new Map(), fp: null,
     };
     apps.set(app, state);
   }
   return state;
+}
+
+function addOrigin(state, origin) {
+  if (state.origins.has(origin)) return false;
+  state.origins.add(origin);
+  if (state.origins.size > MAX_ORIGINS) state.origins.delete(state.origins.values().next().value);
+  return true;
 }
 
 // Bounded memory: drop clients that are gone (a running worker sees many page loads).
@@ -108,7 +132,7 @@ function join(clientId, app) {
   if (members.size + silent.size > MAX_CLIENTS) pruneClients();
   silent.delete(clientId);
   const joined = members.get(clientId) || [];
-  if (joined.includes(app)) return false;
+  if (joined.includes(app) || joined.length >= MAX_APPS_PER_CLIENT) return false;
   members.set(clientId, [...joined, app]);
   return true;
 }
@@ -128,20 +152,28 @@ function sameEntry(a, b) {
 function putToken(state, realmURL, token, exp, redirect, dpop) {
   if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
   const before = state.tokens.get(realmURL);
+  if (before === undefined && state.tokens.size >= MAX_TOKENS) {  // the oldest is asked for again
+    state.tokens.delete(state.tokens.keys().next().value);
+  }
   // A token once known to be DPoP-bound stays bound (a tab that was not told so never
   // downgrades it to Bearer).
   const bound = dpop === true || (before !== undefined && before.token === token && before.dpop);
   const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: bound };
   if (entry.dpop && !sameEntry(before, entry)) state.key = null;  // a new sign-in may bring a new key
-  const origin = new URL(realmURL).origin;
-  const changed = !sameEntry(before, entry) || !state.origins.has(origin);
+  const added = addOrigin(state, new URL(realmURL).origin);
+  const changed = !sameEntry(before, entry) || added;
   state.tokens.set(realmURL, entry);
-  state.origins.add(origin);
   return changed;
 }
 
 function dropToken(state, realmURL) {
+  state.removedAt.delete(realmURL);
   state.removedAt.set(realmURL, ++seq);
+  if (state.removedAt.size > MAX_REMOVED) {  // the oldest goes: refuse replies older than it
+    const [oldest, at] = state.removedAt.entries().next().value;
+    state.removedAt.delete(oldest);
+    state.clearedAt = Math.max(state.clearedAt, at);
+  }
   return state.tokens.delete(realmURL);
 }
 
@@ -159,7 +191,7 @@ function addRealmOrigins(state, realms) {
   for (const realm of realms) {
     if (!isRealm(realm)) continue;
     const origin = new URL(realm).origin;
-    if (!state.origins.has(origin)) { state.origins.add(origin); changed = true; }
+    if (addOrigin(state, origin)) changed = true;
   }
   return changed;
 }
@@ -216,6 +248,7 @@ function applyMessage(msg, clientId) {
       for (const [url, t] of tickets) if (t.expires < Date.now()) tickets.delete(url);
       if (isStr(msg.url) && msg.url.startsWith(new URL(JOIN_PATH, scope.registration.scope).href)) {
         tickets.set(msg.url, { app: msg.app, expires: Date.now() + TICKET_TTL_MS });
+        if (tickets.size > MAX_TICKETS) tickets.delete(tickets.keys().next().value);
       }
       break;
     default:
@@ -241,13 +274,21 @@ function snapshot() {
   return JSON.stringify({ apps: out, members: Object.fromEntries(members) });
 }
 
+// A burst of changes (many tabs syncing, a page posting thousands of messages) is one write:
+// the snapshot is taken when the queued write runs, after every change made before it.
+let queued = null;
+
 function save() {
-  const state = snapshot();
-  saving = saving
-    .then(() => caches.open(STATE_CACHE))
-    .then((cache) => cache.put(STATE_KEY, new Response(state, { headers: { 'Content-Type': 'application/json' } })))
+  if (queued) return queued;
+  queued = saving = saving
+    .then(() => {
+      queued = null;
+      const state = snapshot();
+      return caches.open(STATE_CACHE)
+        .then((cache) => cache.put(STATE_KEY, new Response(state, { headers: { 'Content-Type': 'application/json' } })));
+    })
     .catch(() => {});
-  return saving;
+  return queued;
 }
 
 function restore(saved, liveClients) {
@@ -259,7 +300,7 @@ function restore(saved, liveClients) {
     setSkew(state, s.skew);
     if (isStr(s.fp)) state.fp = s.fp;
     for (const origin of Array.isArray(s.origins) ? s.origins : []) {
-      if (typeof origin === 'string' && originOf(origin) === origin) state.origins.add(origin);
+      if (typeof origin === 'string' && originOf(origin) === origin) addOrigin(state, origin);
     }
     for (const [realm, e] of Object.entries(s.tokens && typeof s.tokens === 'object' ? s.tokens : {})) {
       if (e && typeof e === 'object') putToken(state, realm, e.token, e.exp, e.redirect, e.dpop);
