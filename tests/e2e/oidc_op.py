@@ -3,6 +3,7 @@ start it on 127.0.0.1, read its event log, and sign in through its own login pag
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from playwright.sync_api import Page
 from support import Servers
 
@@ -55,6 +59,58 @@ class Provider:
 
     def grants(self, kind: str, since: float = 0.0) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == kind and e.get("t", 0) >= since]
+
+
+class HeldReplies:
+    """A loopback front for the provider's token endpoint (``endpoint``): every request goes on
+    to the provider and its reply comes back, except the first ``hold_next`` ones, whose reply is
+    kept from the browser, as if still on its way: the provider has answered (and rotated the
+    refresh token) but the tab has not heard. A held request ends when the browser closes its
+    connection (recorded in ``ended``, monotonic time) or at :meth:`release` (a 504)."""
+
+    HEADERS = ("content-type", "cache-control", "pragma", "dpop-nonce", "www-authenticate")
+
+    def __init__(self, servers: Servers, op: Provider, hold_next: int = 1) -> None:
+        self.thread = servers.thread
+        self.target = f"{op.issuer}/token"
+        self.hold_next = hold_next
+        self.held: list[int] = []  # the provider's status for each held request
+        self.ended: list[float] = []  # when the browser gave up each held request
+        self._release = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/token", self.handle)
+        self.origin = self.thread.serve(app)
+        self.endpoint = f"{self.origin}/token"
+
+    def release(self) -> None:
+        """Answer held requests still open (504) and stop the front."""
+        self.thread.loop.call_soon_threadsafe(self._release.set)
+        asyncio.run_coroutine_threadsafe(self.thread.stop(self.origin), self.thread.loop).result(
+            timeout=10
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        forward = {k: v for k, v in request.headers.items()
+                   if k.lower() in ("content-type", "accept", "origin", "dpop")}
+        async with aiohttp.ClientSession() as session, session.request(
+            request.method, self.target, data=body, headers=forward
+        ) as reply:
+            payload = await reply.read()
+            status = reply.status
+            headers = {k: v for k, v in reply.headers.items()
+                       if k.lower() in self.HEADERS or k.lower().startswith("access-control-")}
+        if request.method == "POST" and self.hold_next > 0:
+            self.hold_next -= 1
+            self.held.append(status)
+            while not self._release.is_set():  # the reply is "on its way" until the tab leaves
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    self.ended.append(time.monotonic())
+                    break
+                await asyncio.sleep(0.05)
+            return web.Response(status=504, headers=headers)
+        return web.Response(status=status, body=payload, headers=headers)
 
 
 def free_port() -> int:
