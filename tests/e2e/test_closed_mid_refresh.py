@@ -2,9 +2,10 @@
 
 - Closed: Chromium ends the tab's request and releases its Web Lock, so the other tab's waiting
   refresh goes ahead at once (well within the deadline) and succeeds.
-- Reloaded: Chromium (156) lets the old document's hung request and its lock outlive the reload
-  (checked here: the request is not aborted), so the other tab settles by the refresh deadline
-  (``refreshTimeout``, one ``console:auth-error`` at most) — never a hang.
+- Reloaded: in recent runs Chromium (156) ends the old document's request and frees its lock
+  within ~0.5 s, as for a close; an earlier run saw them outlive the reload. Either way the other
+  tab settles by the refresh deadline at the latest (``refreshTimeout``, at most one
+  ``console:auth-error``) — never a hang.
 In both cases the next refresh simply works."""
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def test_a_tab_that_goes_away_mid_refresh_does_not_block_the_others(
             assert recovered < REFRESH_TIMEOUT + LOCK_TIMEOUT + SLACK_S, recovered
             if token.startswith("error"):  # settled by a deadline: one episode, reported once
                 assert len(errors) == 1 and "timed out" in errors[0]["reason"], errors
+            else:  # the lock came free: B refreshed, nothing to report
+                assert token.count(".") == 2 and token != stale and errors == [], (token, errors)
             wait_ready(a)  # the reloaded tab starts normally
             assert a.evaluate(GET, servers.realm)["ok"]
         # The next refresh simply works.
