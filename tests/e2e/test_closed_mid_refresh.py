@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from support import STALE_TTL, Endpoint, Servers, wait_controlled, wait_ready, wait_until
+from support import STALE_TTL, Endpoint, Servers, open_app, wait_ready, wait_until
 
 GET = """(u) => { const t0 = performance.now(); return pyauthWeb.getToken(u).then(
   (t) => ({ok: true, value: t, ms: performance.now() - t0}),
@@ -32,11 +32,8 @@ def test_a_tab_that_goes_away_mid_refresh_does_not_block_the_others(
     endpoint = Endpoint(servers)
     endpoint.hang_next = 1  # the first refresh (tab A's) never answers
     try:
-        a, b = new_page(), new_page()
+        a, b = open_app(new_page(), servers), open_app(new_page(), servers)
         for tab in (a, b):
-            tab.goto(servers.host + "/t/app.html")
-            wait_ready(tab)
-            wait_controlled(tab)
             tab.evaluate(
                 "(o) => pyauthWeb.configure(o)",
                 {"refreshURL": endpoint.origin + "/refresh", "refreshTimeout": REFRESH_TIMEOUT,

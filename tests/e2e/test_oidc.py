@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from oidc_op import ACCESS_TTL, CLIENT_ID, HeldReplies, Provider, running_provider, sign_in
 from playwright.sync_api import BrowserContext
-from support import STORAGE_KEY, Servers, wait_controlled, wait_ready, wait_until
+from support import STORAGE_KEY, Servers, open_app, wait_ready, wait_until
 
 from pyauth_web.protocol import lock_name
 
@@ -111,11 +111,7 @@ def test_a_tab_closed_or_reloaded_while_its_refresh_is_at_the_provider(
     }
     lock = lock_name(STORAGE_KEY, servers.realm)
     try:
-        a, b = new_page(), new_page()
-        for tab in (a, b):
-            tab.goto(servers.host + "/t/app.html")
-            wait_ready(tab)
-            wait_controlled(tab)
+        a, b = open_app(new_page(), servers), open_app(new_page(), servers)
         since = time.time()
         a.evaluate("(o) => pyauthWeb.configure(o)", options)
         a.evaluate("([r, t, rt]) => pyauthWeb.setToken(r, t, rt)",
