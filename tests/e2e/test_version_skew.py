@@ -7,16 +7,19 @@ served from its own messages and answers, and kept apart from every other client
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from support import LOAD_IMAGE, PAGES, STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
 
 from pyauth_web import assets
@@ -66,15 +69,34 @@ def protocol_1_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work / "bundle"
 
 
-def deployable_host(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple[str, Path]:
-    """A host origin serving a copy of the bundle whose ``sw.js`` the test rewrites (a deploy)."""
+def deployable_host(
+    servers: Servers, bundle_dir: Path, tmp_path: Path, released: threading.Event | None = None
+) -> tuple[str, Path]:
+    """A host origin serving a copy of the bundle whose ``sw.js`` the test rewrites (a deploy).
+    With ``released``, ``sw.js`` is answered only once that is set (at most 30 s later): the
+    browser's own update checks cannot install the deploy before the test lets them."""
     root = tmp_path / "deploy"
     shutil.copytree(bundle_dir, root, symlinks=True)
-    host = servers.thread.serve(
-        host_app(root, issuer=servers.issuer, page_vars={"REALM": servers.realm},
-                 extra_dirs={"t": PAGES})
-    )
-    return host, root / "sw.js"
+    app = host_app(root, issuer=servers.issuer, page_vars={"REALM": servers.realm},
+                   extra_dirs={"t": PAGES})
+    if released is not None:
+        gate = released
+
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.path == "/sw.js":
+                await asyncio.get_running_loop().run_in_executor(None, gate.wait, 30)
+            return await handler(request)
+
+        app.middlewares.append(hold)
+    return servers.thread.serve(app), root / "sw.js"
+
+
+def wait_for_warning(page: Any, warnings: list[str], text: str) -> None:
+    """Until a console warning containing ``text`` was seen (15 s at most)."""
+    if not any(text in w for w in warnings):
+        page.wait_for_event("console", lambda m: m.type == "warning" and text in m.text,
+                            timeout=15_000)
 
 
 def wait_for_worker_version(page: Any, version: int) -> None:
@@ -114,9 +136,14 @@ def authenticated(servers: Servers, path: str) -> list[str | None]:
 
 def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     page: Any, servers: Servers, bundle_dir: Path, tmp_path: Path, run_id: str,
-    page_errors: list[str],
+    page_errors: list[str], request: pytest.FixtureRequest,
 ) -> None:
-    host, sw_file = deployable_host(servers, bundle_dir, tmp_path)
+    released = threading.Event()
+    released.set()
+    request.addfinalizer(released.set)  # a held request never outlives the test
+    host, sw_file = deployable_host(servers, bundle_dir, tmp_path, released)
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
     current = sw_file.read_text()
     sw_file.write_text((FIXTURES / "sw-protocol-1.js").read_text())  # the previous deploy
     page.goto(f"{host}/t/plain.html")
@@ -125,16 +152,23 @@ def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     wait_controlled(page)
     assert page.evaluate(ACK_VERSION) == "no ack"  # protocol 1 never acknowledged
 
-    sw_file.write_text(current)  # the deploy; the next page carries the new loader
+    # The deploy; the next page carries the new loader. The browser checks for an update at the
+    # navigation and often installs the new worker before the loader's first message (with
+    # data-sw, register() waits for that check): the deploy's sw.js is held back until the page
+    # has met the protocol-1 worker (its message went unacknowledged). The page is one whose host
+    # registers the worker (no data-sw): a held check would hold register() too.
+    released.clear()
+    sw_file.write_text(current)
     seen = navigations(page)
     token = servers.token()
     page.evaluate("([k, v]) => localStorage.setItem(k, v)",
                   [STORAGE_KEY, f'{{"{servers.realm}": "{token}"}}'])
-    page.goto(f"{host}/t/app.html")
+    page.goto(f"{host}/t/host-registers.html")
     wait_ready(page)
-    # The new worker takes control: with a fast start, after the page is ready (register() of
-    # an unchanged URL does not update; the loader's update request, after v1 left its first
-    # message unacknowledged, installs it).
+    wait_for_warning(page, warnings, "did not acknowledge")
+    released.set()
+    # The new worker takes control (the browser's update check, or the loader's update request
+    # after v1 left its first message unacknowledged, installs it).
     page.wait_for_function(
         f"async () => (await ({ACK_VERSION})()) === {PROTOCOL_VERSION}", timeout=15_000
     )
@@ -142,6 +176,8 @@ def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
     assert authenticated(servers, path) == [f"Bearer {token}"]
     assert len(seen) == 1  # the one navigation we made: no reload loop
+    ours = [w for w in warnings if w.startswith("pyauth-web:")]
+    assert len(ours) == 1 and "did not acknowledge" in ours[0], warnings  # one, for protocol 1
     assert page_errors == []
 
 
