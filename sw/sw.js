@@ -10,6 +10,11 @@
  * worker — by fetching a single-use join URL that a page of that app asked for (`worker-ticket`).
  * A client that never joined (a page without the loader, HTML injected into one) gets no token.
  *
+ * Protocol 1 (a page loaded before the deploy of this worker, still open): its messages and
+ * answers name no app. Such a page is served as an app of its own (`legacyApp`), fed only by its
+ * own messages and answers and serving only itself; any logout or removal, of any app, also
+ * drops what these pages' apps hold (they answer the next miss from their own storage).
+ *
  * On a miss the worker asks the page over a MessageChannel (200 ms budget, up to 3000 ms once the
  * page says "pending"), one round trip per app and URL at a time, and falls through to the
  * unauthenticated request when nobody answers. The message names below are the one place on this
@@ -69,7 +74,14 @@ let seq = 0;
 const inflight = new Map();
 
 const isStr = (v) => typeof v === 'string' && v.length > 0;
-const isApp = (v) => isStr(v) && v.length <= MAX_APP_LENGTH;
+// A protocol-1 page's app: named by its client, in a namespace no page can name (isApp).
+const LEGACY_PREFIX = '\u0000protocol-1:';
+const isApp = (v) => isStr(v) && v.length <= MAX_APP_LENGTH && !v.startsWith(LEGACY_PREFIX);
+const isLegacy = (v) => typeof v === 'string' && v.startsWith(LEGACY_PREFIX);
+const legacyApp = (clientId) => `${LEGACY_PREFIX}${clientId}`;
+const LEGACY_MESSAGES = new Set([
+  MSG.SYNC_TOKENS, MSG.SET_REALM_TOKEN, MSG.REMOVE_REALM_TOKEN, MSG.CLEAR_TOKENS,
+]);
 const isExp = (v) => v === null || v === undefined
   || (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_EXP);
 const originOf = (url) => { try { return new URL(url).origin; } catch { return null; } };
@@ -122,13 +134,16 @@ function pruneClients() {
       const live = new Set(all.map((c) => c.id));
       for (const id of [...members.keys()]) if (!live.has(id)) members.delete(id);
       for (const id of [...silent]) if (!live.has(id)) silent.delete(id);
+      for (const app of [...apps.keys()]) {
+        if (isLegacy(app) && !live.has(app.slice(LEGACY_PREFIX.length))) apps.delete(app);
+      }
     })
     .catch(() => {})
     .finally(() => { pruning = null; });
 }
 
 function join(clientId, app) {
-  if (!isStr(clientId) || !isApp(app)) return false;
+  if (!isStr(clientId) || !(isApp(app) || app === legacyApp(clientId))) return false;
   if (members.size + silent.size > MAX_CLIENTS) pruneClients();
   silent.delete(clientId);
   const joined = members.get(clientId) || [];
@@ -196,11 +211,36 @@ function addRealmOrigins(state, realms) {
   return changed;
 }
 
+// The app a message is for: the one it names (protocol 2), or a protocol-1 page's own (never
+// for a client that joined an app by name: it speaks protocol 2).
+function appOf(msg, clientId) {
+  if (isApp(msg.app)) return msg.app;
+  const v1 = msg.app === undefined && msg.v === undefined && LEGACY_MESSAGES.has(msg.type);
+  if (!v1 || !isStr(clientId)) return null;
+  const joined = members.get(clientId) || [];
+  return joined.every((app) => isLegacy(app)) ? legacyApp(clientId) : null;
+}
+
+// A logout or removal in any app also drops the copies protocol-1 pages' apps hold: which app
+// such a page runs is unknown, and each answers its next miss from its own storage.
+function dropLegacy(realmURL) {
+  let changed = false;
+  for (const [app, state] of apps) {
+    if (!isLegacy(app)) continue;
+    if (realmURL !== null) { changed = dropToken(state, realmURL) || changed; continue; }
+    changed = changed || state.tokens.size > 0;
+    state.tokens.clear();
+    state.clearedAt = ++seq;
+  }
+  return changed;
+}
+
 // Applies one page message; returns true when the saved state must be rewritten.
 function applyMessage(msg, clientId) {
-  if (!isApp(msg.app)) return false;  // every message names its app (protocol version 2)
-  let changed = join(clientId, msg.app);
-  const state = appState(msg.app);
+  const app = appOf(msg, clientId);
+  if (app === null) return false;
+  let changed = join(clientId, app);
+  const state = appState(app);
   const fp = isStr(msg.fp) ? msg.fp : null;
   switch (msg.type) {
     case MSG.HELLO:
@@ -237,17 +277,19 @@ function applyMessage(msg, clientId) {
       break;
     case MSG.REMOVE_REALM_TOKEN:
       if (isStr(msg.realmURL)) changed = dropToken(state, msg.realmURL) || changed;
+      if (isStr(msg.realmURL)) changed = dropLegacy(msg.realmURL) || changed;
       break;
     case MSG.CLEAR_TOKENS:
       changed = state.tokens.size > 0 || changed;
       state.tokens.clear();
       state.key = null;  // the page deletes the app's DPoP key
       state.clearedAt = ++seq;
+      changed = dropLegacy(null) || changed;
       break;
     case MSG.WORKER_TICKET:
       for (const [url, t] of tickets) if (t.expires < Date.now()) tickets.delete(url);
       if (isStr(msg.url) && msg.url.startsWith(new URL(JOIN_PATH, scope.registration.scope).href)) {
-        tickets.set(msg.url, { app: msg.app, expires: Date.now() + TICKET_TTL_MS });
+        tickets.set(msg.url, { app, expires: Date.now() + TICKET_TTL_MS });
         if (tickets.size > MAX_TICKETS) tickets.delete(tickets.keys().next().value);
       }
       break;
@@ -295,7 +337,8 @@ function restore(saved, liveClients) {
   if (!saved || typeof saved !== 'object') return;
   const savedApps = saved.apps && typeof saved.apps === 'object' ? saved.apps : {};
   for (const [app, s] of Object.entries(savedApps)) {
-    if (!isApp(app) || !s || typeof s !== 'object') continue;
+    const legacyAlive = isLegacy(app) && liveClients.has(app.slice(LEGACY_PREFIX.length));
+    if (!(isApp(app) || legacyAlive) || !s || typeof s !== 'object') continue;
     const state = appState(app);
     setSkew(state, s.skew);
     if (isStr(s.fp)) state.fp = s.fp;
@@ -373,8 +416,11 @@ async function askPage(app, requestURL, clientId, keyMissing = false) {
   const t0 = Date.now();
   const initiator = clientId ? await scope.clients.get(clientId) : null;
   const accept = (reply, client) => {  // any answer from an app joins the client to it
-    if (!isApp(reply.app) || (app !== null && reply.app !== app)) return false;
-    if (join(client.id, reply.app)) save();
+    // An answer without `app` is a protocol-1 page's: it counts for that page's own app only.
+    const from = reply.app === undefined ? legacyApp(client.id) : reply.app;
+    if (!isApp(from) && from !== legacyApp(client.id)) return false;
+    if (app !== null && from !== app) return false;
+    if (join(client.id, from)) save();
     return true;
   };
   const reply = await new Promise((resolve) => {
@@ -392,7 +438,7 @@ async function askPage(app, requestURL, clientId, keyMissing = false) {
     // Other windows running the same app may answer for a busy initiator, or for a worker
     // client; only answers from that app count.
     const askOthers = async () => {
-      if (app === null) return;
+      if (app === null || isLegacy(app)) return;  // a protocol-1 page answers for itself only
       for (const c of await scope.clients.matchAll({ type: 'window' })) {
         if (c.id !== clientId && !silent.has(c.id)) ask(c);
       }
@@ -412,7 +458,7 @@ async function askPage(app, requestURL, clientId, keyMissing = false) {
     }
     return null;
   }
-  const owner = app ?? reply.app;
+  const owner = app ?? (reply.app === undefined ? legacyApp(clientId) : reply.app);
   if (!isRealm(reply.realmURL) || !isStr(reply.token) || !isExp(reply.exp)) return null;
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
   const state = appState(owner);

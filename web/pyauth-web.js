@@ -98,7 +98,11 @@
   let bootFailed = false;
 
   function onWorkerMessage(event) {
-    if (event.data && event.data.type === MSG.ACK) { acknowledged(event.data.ack, event.data.v); return; }
+    if (event.data && event.data.type === MSG.ACK) {
+      if (event.source) ackedBy.add(event.source);
+      acknowledged(event.data.ack, event.data.v);
+      return;
+    }
     if (runtime) { runtime.handle_sw_message(event.data, event.ports[0]); return; }
     const msg = event.data;
     const port = event.ports[0];
@@ -221,8 +225,18 @@
   let ackCount = 0;
   // Version skew (a deploy between this page's load and the worker's): a worker that acks with
   // another protocol version, or does not ack in time (older workers never did), makes the page
-  // ask the browser once to update the registration. The page never reloads itself.
+  // warn once and ask the browser once to update the registration. The page never reloads itself.
   let versionWarned = false;
+  let silenceWarned = false;
+  const ackedBy = new WeakSet();  // workers that acknowledged a message: they speak a version
+  /** @param {ServiceWorker[]} workers a message went to; not all of them acknowledged it in time */
+  function unacknowledged(workers) {
+    if (!silenceWarned && workers.some((w) => !ackedBy.has(w))) {
+      silenceWarned = true;
+      console.warn(`pyauth-web: the service worker did not acknowledge within ${ACK_TIMEOUT_MS} ms (protocol 1 workers never do, or it is stalled), this page speaks protocol ${PROTOCOL_VERSION}: deploy sw.js and pyauth-web.js from the same bundle`);
+    }
+    askForUpdate();
+  }
   let updateAsked = false;
   function askForUpdate() {
     if (updateAsked) return;
@@ -246,7 +260,7 @@
       const id = `${app}#${++ackCount}`;
       const msg = { ...message, app, fp, ack: id, v: PROTOCOL_VERSION };
       return new Promise((resolve) => {
-        const timer = setTimeout(() => { askForUpdate(); done(); }, ACK_TIMEOUT_MS);
+        const timer = setTimeout(() => { unacknowledged(workers); done(); }, ACK_TIMEOUT_MS);
         function done() { clearTimeout(timer); waitingAcks.delete(id); resolve(); }
         waitingAcks.set(id, { left: workers.length, done });
         for (const worker of workers) worker.postMessage(msg);
