@@ -468,8 +468,9 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
     """Image latency through the worker, DPoP vs Bearer, interleaved in one page and run."""
     origin = bench.thread.serve(latency_realm())
     bearer_realm, dpop_realm = f"{origin}/b/", f"{origin}/d/"
-    p50: dict[str, list[float]] = {"bearer": [], "dpop": []}
-    p99: dict[str, list[float]] = {"bearer": [], "dpop": []}
+    # "bearer2": a second Bearer realm, the A/A control: how far two identical sides differ
+    p50: dict[str, list[float]] = {"bearer": [], "dpop": [], "bearer2": []}
+    p99: dict[str, list[float]] = {"bearer": [], "dpop": [], "bearer2": []}
     held50: dict[str, list[float]] = {"bearer": [], "dpop": []}
     held99: dict[str, list[float]] = {"bearer": [], "dpop": []}
     sign50: list[float] = []
@@ -489,13 +490,14 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
         plain = jwt.encode({"exp": int(time.time()) + 3600}, "k" * 32, algorithm="HS256")
         page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [bearer_realm, plain])
         page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [dpop_realm, bound])
-        prefixes = [f"{bearer_realm}img/", f"{dpop_realm}img/"]
+        page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [f"{origin}/c/", plain])
+        prefixes = [f"{bearer_realm}img/", f"{dpop_realm}img/", f"{origin}/c/img/"]
         page.evaluate(IMAGE_MS, [prefixes, 20])  # warm-up: keys read, nonces, connections
         worker = ctx.service_workers[0]  # bench-sw.js: the real sw.js (importScripts) + hooks
         worker.evaluate("() => { held.length = 0; }")
-        bearer, bound = page.evaluate(IMAGE_MS, [prefixes, n])
+        bearer, bound, bearer2 = page.evaluate(IMAGE_MS, [prefixes, n])
         kept: list[list[object]] = worker.evaluate("() => held")
-        values = {"bearer": bearer, "dpop": bound}
+        values = {"bearer": bearer, "dpop": bound, "bearer2": bearer2}
         for name in values:
             p50[name].append(percentile(values[name], 0.50))
             p99[name].append(percentile(values[name], 0.99))
@@ -516,6 +518,9 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
                      f"Bearer {summary(data['bearer'])}"))
         rows.append((f"  DPoP added {q} (ms)", summary(added),
                      "target p99 ≤ 2 ms" if q == "p99" else f"{n} images per run"))
+        control = [c - b for c, b in zip(data["bearer2"], data["bearer"], strict=True)]
+        rows.append((f"  A/A control: Bearer - Bearer {q} (ms)", summary(control),
+                     "two identical sides: the noise floor of the row above"))
     for q, data in (("p50", held50), ("p99", held99)):
         added = [d - b for d, b in zip(data["dpop"], data["bearer"], strict=True)]
         rows.append((f"worker holds an image {q} (ms), DPoP", summary(data["dpop"]),
