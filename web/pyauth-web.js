@@ -213,8 +213,17 @@
   }
   function currentRegistration() {
     if (!sw) return Promise.resolve(null);
-    const found = registered || sw.getRegistration().then((reg) => reg || null, () => null);
-    return within(found, ACK_TIMEOUT_MS);
+    const existing = sw.getRegistration(config.swScope || undefined).then((reg) => reg || null, () => null);
+    if (!registered) return within(existing, ACK_TIMEOUT_MS);
+    // register() may wait for the browser's update check (a slow or held sw.js): the
+    // registration that exists already takes the message meanwhile (a logout must not wait).
+    const first = new Promise((resolve) => {
+      let left = 2;
+      for (const p of [registered, existing]) {
+        p.then((reg) => { if (reg) resolve(reg); else if (--left === 0) resolve(null); });
+      }
+    });
+    return within(first, ACK_TIMEOUT_MS);
   }
 
   // Every message goes to every worker of the registration (active, waiting, installing): a

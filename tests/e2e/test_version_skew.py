@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -340,4 +341,51 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     assert page.evaluate(IMG, servers.realm + path[1:]) is False
     assert authenticated(servers, path) == [None]
     assert seen == []  # never reloaded
+    assert page_errors == []
+
+
+REGISTER_WAITS = """() => Promise.race([
+  navigator.serviceWorker.register('/sw.js').then(() => 'resolved'),
+  new Promise((resolve) => setTimeout(() => resolve('waiting'), 500))])"""
+
+
+def test_a_logout_while_the_update_check_holds_register_reaches_the_worker(
+    page: Any, servers: Servers, bundle_dir: Path, tmp_path: Path, run_id: str,
+    page_errors: list[str], request: pytest.FixtureRequest,
+) -> None:
+    """With data-sw the loader's register() waits for the browser's update check; a slow sw.js
+    (a deploy being fetched) must not make the loader drop its messages meanwhile: the
+    registration that exists already takes them, so a logout reaches the worker at once."""
+    released = threading.Event()
+    released.set()
+    request.addfinalizer(released.set)  # a held request never outlives the test
+    host, sw_file = deployable_host(servers, bundle_dir, tmp_path, released)
+    page.goto(f"{host}/t/app.html")  # first visit: installs the worker
+    wait_ready(page)
+    wait_controlled(page)
+    token = servers.token()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    before = f"/img/held-register-before-{run_id}"
+    assert page.evaluate(IMG, servers.realm + before[1:]) is True
+    assert authenticated(servers, before) == [f"Bearer {token}"]
+
+    released.clear()  # a deploy: its sw.js is slow to arrive (held until the test lets it go)
+    sw_file.write_text(sw_file.read_text() + "\n// deploy\n")
+    # Another tab's update check is fetching it: this page's register() queues behind it.
+    other = page.context.new_page()
+    other.goto(f"{host}/t/plain.html")
+    other.evaluate("() => navigator.serviceWorker.getRegistration().then((r) => { r.update(); })")
+    page.goto(f"{host}/t/app.html")
+    wait_ready(page)
+    wait_controlled(page)
+    assert page.evaluate(REGISTER_WAITS) == "waiting"  # the situation this test is about
+    t0 = time.monotonic()
+    page.evaluate("() => pyauthWeb.clearTokens()")
+    took = time.monotonic() - t0
+    after = f"/img/held-register-after-{run_id}"
+    assert page.evaluate(IMG, servers.realm + after[1:]) is False  # 401: no token went
+    seen = authenticated(servers, after)
+    assert seen and all(auth is None for auth in seen), seen
+    assert took < 1.5, took  # acknowledged, not given up on after the 2 s bound
+    released.set()
     assert page_errors == []
