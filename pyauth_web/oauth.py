@@ -326,6 +326,13 @@ class RefreshTokenMap:
             return None
         return entry[0]
 
+    def refused(self, realm: str, refresh_token: str) -> None:
+        """The server refused ``refresh_token`` for good (``invalid_grant``): it is dropped, so
+        no tab presents it again (the session it belonged to must sign in anew)."""
+        entry = self._entries.get(realm)
+        if entry is not None and entry[0] == refresh_token:
+            del self._entries[realm]
+
     def set(self, realm: str, refresh_token: str | None, access_token: str) -> None:
         """A new session for ``realm``: its refresh token (``None``: it has none, so whatever
         was stored for the realm before is dropped)."""
@@ -438,12 +445,18 @@ class RefreshTokenGrant:
         session_token: str | None,
     ) -> str:
         """The reply arrived: the new access token, ``tokens`` updated; raises
-        :class:`RefreshError`."""
+        :class:`RefreshError` (after an ``invalid_grant``, ``tokens`` no longer holds the refused
+        refresh token: store ``tokens`` whatever happens)."""
         realm, spent = exchange.realm, exchange.refresh_token
         rotation = self.rotation(realm)
         if is_retryable_status(status) or dpop.asks_for_nonce(status, None, body):
             rotation.release(spent)  # 429, 5xx, a DPoP nonce refusal: not consumed
-        response = parse_token_response(status, body, realm=realm)
+        try:
+            response = parse_token_response(status, body, realm=realm)
+        except RefreshError as err:
+            if err.invalid_grant:
+                tokens.refused(realm, spent)
+            raise
         if not tokens.rotate(realm, spent, session_token, response):
             raise RefreshError(
                 realm, Reason.LOGGED_OUT, description="the session changed during the refresh"

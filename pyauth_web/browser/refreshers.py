@@ -216,8 +216,9 @@ class OAuthRefresher:
         # Under the cross-tab lock: the rotated refresh token and the access token it belongs
         # to are stored together, unless the session changed meanwhile (logout, a new user).
         tokens = self.tokens.load()
-        access_token = self.grant.finish(
-            exchange, int(resp.status), body, tokens, self._session_token(realm)
-        )
-        self.tokens.save(tokens)
-        return access_token
+        try:
+            return self.grant.finish(
+                exchange, int(resp.status), body, tokens, self._session_token(realm)
+            )
+        finally:  # also a refused refresh token's removal
+            self.tokens.save(tokens)

@@ -450,3 +450,24 @@ def test_a_second_nonce_refusal_fails_the_attempt_but_leaves_the_refresh_token_u
         grant.finish(exchange, 400, NONCE_REFUSAL, tokens, "at-1")
     again = grant.start("https://api.example/", tokens, "at-1")  # not spent: the OP never used it
     assert again.refresh_token == "rt-1"
+
+
+def test_a_refused_refresh_token_is_dropped_from_shared_storage() -> None:
+    """After ``invalid_grant`` no tab presents the refused refresh token again; other errors
+    (a server error, a DPoP nonce refusal, a bad client) leave it stored."""
+    grant, tokens, exchange = _one_exchange()
+    with pytest.raises(RefreshError, match="invalid_grant"):
+        grant.finish(exchange, 400, '{"error": "invalid_grant"}', tokens, "at-1")
+    assert tokens.for_session("https://api.example/", "at-1") is None
+    assert tokens.realms() == []
+    for status, body in ((503, "{}"), (400, NONCE_REFUSAL), (401, '{"error": "invalid_client"}')):
+        grant, tokens, exchange = _one_exchange()
+        with pytest.raises(RefreshError):
+            grant.finish(exchange, status, body, tokens, "at-1")
+        assert tokens.for_session("https://api.example/", "at-1") == "rt-1", (status, body)
+    # Another tab's newer refresh token is not the refused one: it stays.
+    grant, tokens, exchange = _one_exchange()
+    tokens.set("https://api.example/", "rt-2", "at-2")
+    with pytest.raises(RefreshError):
+        grant.finish(exchange, 400, '{"error": "invalid_grant"}', tokens, "at-2")
+    assert tokens.for_session("https://api.example/", "at-2") == "rt-2"
