@@ -112,6 +112,7 @@ function appState(app) {
     }
     state = {
       tokens: new Map(), origins: new Set(), skew: null, clearedAt: evictedAt, removedAt: new Map(), fp: null,
+      legacy: isLegacy(app),
     };
     apps.set(app, state);
   }
@@ -163,6 +164,19 @@ function sameEntry(a, b) {
   return a && b && a.token === b.token && a.exp === b.exp && a.redirect === b.redirect && a.dpop === b.dpop;
 }
 
+// A JWT bound to a DPoP key (cnf.jkt, RFC 9449 §6.1; read, not verified — the rule of
+// pyauth_web/dpop.py's bound_jkt) is never sent as Bearer, whatever a page says about it (a
+// protocol-1 tab knows nothing of DPoP; a binding remembered per app can be evicted).
+function jwtBound(token) {
+  const parts = token.split('.');
+  if (parts.length !== 3) return false;
+  try {
+    const claims = JSON.parse(atob(parts[1].replace(/-/g, '+').replace(/_/g, '/')));
+    const jkt = claims && typeof claims === 'object' && claims.cnf && typeof claims.cnf === 'object' ? claims.cnf.jkt : null;
+    return typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt);
+  } catch { return false; }
+}
+
 // Returns true when the app's state changed.
 function putToken(state, realmURL, token, exp, redirect, dpop) {
   if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
@@ -172,7 +186,8 @@ function putToken(state, realmURL, token, exp, redirect, dpop) {
   }
   // A token once known to be DPoP-bound stays bound (a tab that was not told so never
   // downgrades it to Bearer).
-  const bound = dpop === true || (before !== undefined && before.token === token && before.dpop);
+  const bound = dpop === true || (before !== undefined && before.token === token && before.dpop)
+    || jwtBound(token);
   const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: bound };
   if (entry.dpop && !sameEntry(before, entry)) state.key = null;  // a new sign-in may bring a new key
   const added = addOrigin(state, new URL(realmURL).origin);
@@ -181,7 +196,17 @@ function putToken(state, realmURL, token, exp, redirect, dpop) {
   return changed;
 }
 
-function dropToken(state, realmURL) {
+// A realm dropped from an app (removed, logged out, missing from a sync, a changed session)
+// is also dropped from the copies kept for protocol-1 tabs (which app such a tab runs is
+// unknown), and one dropped by a protocol-1 tab from every app's copy. Those are caches: pages
+// answer the next miss from their own storage.
+function dropToken(state, realmURL, spread = true) {
+  let dropped = false;
+  if (spread) {
+    for (const other of apps.values()) {
+      if (other !== state && (other.legacy || state.legacy)) dropped = dropToken(other, realmURL, false) || dropped;
+    }
+  }
   state.removedAt.delete(realmURL);
   state.removedAt.set(realmURL, ++seq);
   if (state.removedAt.size > MAX_REMOVED) {  // the oldest goes: refuse replies older than it
@@ -189,7 +214,7 @@ function dropToken(state, realmURL) {
     state.removedAt.delete(oldest);
     state.clearedAt = Math.max(state.clearedAt, at);
   }
-  return state.tokens.delete(realmURL);
+  return state.tokens.delete(realmURL) || dropped;
 }
 
 function setSkew(state, v) {
@@ -223,14 +248,20 @@ function appOf(msg, clientId) {
 
 // A logout or removal in any app also drops the copies protocol-1 pages' apps hold: which app
 // such a page runs is unknown, and each answers its next miss from its own storage.
-function dropLegacy(realmURL) {
-  let changed = false;
-  for (const [app, state] of apps) {
-    if (!isLegacy(app)) continue;
-    if (realmURL !== null) { changed = dropToken(state, realmURL) || changed; continue; }
-    changed = changed || state.tokens.size > 0;
-    state.tokens.clear();
-    state.clearedAt = ++seq;
+function clearOne(state) {
+  const had = state.tokens.size > 0;
+  state.tokens.clear();
+  state.key = null;  // the page deletes the app's DPoP key
+  state.clearedAt = ++seq;
+  return had;
+}
+
+// A logout: the app's copy, and (as for dropToken) the protocol-1 tabs' copies, or every copy
+// when it came from a protocol-1 tab.
+function clearTokens(state) {
+  let changed = clearOne(state);
+  for (const other of apps.values()) {
+    if (other !== state && (other.legacy || state.legacy)) changed = clearOne(other) || changed;
   }
   return changed;
 }
@@ -249,6 +280,7 @@ function applyMessage(msg, clientId) {
       // copy; misses ask the page, which answers from storage.
       if (fp !== null && fp !== state.fp) {
         for (const realm of [...state.tokens.keys()]) changed = dropToken(state, realm) || changed;
+        for (const other of apps.values()) if (other.legacy) changed = clearOne(other) || changed;
         state.fp = fp;
         state.key = null;
         changed = true;
@@ -265,6 +297,12 @@ function applyMessage(msg, clientId) {
       for (const realm of [...state.tokens.keys()]) {
         if (!Object.hasOwn(msg.tokens, realm)) changed = dropToken(state, realm) || changed;
       }
+      for (const other of state.legacy ? [] : apps.values()) {  // what protocol-1 tabs hold too
+        if (!other.legacy) continue;
+        for (const realm of [...other.tokens.keys()]) {
+          if (!Object.hasOwn(msg.tokens, realm)) changed = dropToken(other, realm, false) || changed;
+        }
+      }
       for (const [realm, token] of Object.entries(msg.tokens)) {
         if (putToken(state, realm, token, expires[realm], redirects[realm], Object.hasOwn(dpop, realm) && dpop[realm] === true)) changed = true;
         else if (!isRealm(realm) || !isStr(token) || !isExp(expires[realm])) changed = dropToken(state, realm) || changed;
@@ -277,14 +315,9 @@ function applyMessage(msg, clientId) {
       break;
     case MSG.REMOVE_REALM_TOKEN:
       if (isStr(msg.realmURL)) changed = dropToken(state, msg.realmURL) || changed;
-      if (isStr(msg.realmURL)) changed = dropLegacy(msg.realmURL) || changed;
       break;
-    case MSG.CLEAR_TOKENS:
-      changed = state.tokens.size > 0 || changed;
-      state.tokens.clear();
-      state.key = null;  // the page deletes the app's DPoP key
-      state.clearedAt = ++seq;
-      changed = dropLegacy(null) || changed;
+    case MSG.CLEAR_TOKENS:  // this app's copy, and the spread of dropToken
+      changed = clearTokens(state) || changed;
       break;
     case MSG.WORKER_TICKET:
       for (const [url, t] of tickets) if (t.expires < Date.now()) tickets.delete(url);
@@ -298,6 +331,9 @@ function applyMessage(msg, clientId) {
   }
   // The state now mirrors the stored session the page posted from.
   if (fp !== null && msg.type !== MSG.WORKER_TICKET && state.fp !== fp) { state.fp = fp; changed = true; }
+  // A protocol-1 tab changed the stored session (it sends no fingerprint): the next hello of a
+  // protocol-2 page finds its app's copy stale, and drops it and every protocol-1 copy.
+  if (state.legacy && changed) for (const other of apps.values()) if (!other.legacy) other.fp = null;
   return changed;
 }
 

@@ -64,7 +64,7 @@ def test_tabs_refresh_through_a_real_provider_without_invalid_grant(
     print(f"oidc: {len(refreshes)} refresh grants in {elapsed:.1f} s across {len(tabs)} tabs")
 
 
-REFRESH_TIMEOUT, LOCK_TIMEOUT = 6.0, 8.0  # one attempt: nothing may take longer than their sum
+REFRESH_TIMEOUT, LOCK_TIMEOUT = 10.0, 12.0  # one attempt: nothing may take longer than their sum
 RELEASED_S = 4.0  # below REFRESH_TIMEOUT: B settles by A's released lock, not by a deadline
 NEVER_HANG_MS = int((REFRESH_TIMEOUT + LOCK_TIMEOUT + 2) * 1000)  # the documented bound, + slack
 START_GET = """(u) => { window.__got = null; pyauthWeb.getToken(u).then(

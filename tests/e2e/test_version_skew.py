@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp import web
 from support import LOAD_IMAGE, PAGES, STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
@@ -340,6 +341,36 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     path = f"/img/old-page-other-logout-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is False
     assert authenticated(servers, path) == [None]
+
+    # The host logs the user out itself, on a page without the runtime (the old runtime never
+    # tells the worker about storage changes): the next page of the new bundle finds storage
+    # changed, and the worker drops the old tab's copy with its own.
+    token = servers.token()
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+    path = f"/img/old-page-before-host-logout-{run_id}"
+    assert page.evaluate(IMG, servers.realm + path[1:]) is True
+    assert authenticated(servers, path) == [f"Bearer {token}"]
+    plain = new_page()
+    plain.goto(f"{host}/t/plain.html?run=host-logout-{run_id}")
+    plain.evaluate("(k) => localStorage.removeItem(k)", STORAGE_KEY)
+    fresh = new_page()
+    fresh.goto(f"{host}/t/app.html")
+    wait_ready(fresh)  # its hello carries the changed storage's fingerprint
+    fresh.close()
+    plain.close()
+    path = f"/img/old-page-host-logout-{run_id}"
+    page.evaluate(IMG, servers.realm + path[1:])
+    seen_auth = authenticated(servers, path)
+    assert seen_auth and all(auth is None for auth in seen_auth), seen_auth
+
+    # A DPoP-bound token (cnf.jkt) in the old tab, which knows nothing of DPoP: never Bearer.
+    bound = jwt.encode({"sub": "u", "exp": int(time.time()) + 300, "cnf": {"jkt": "A" * 43}},
+                       servers.issuer.secret, algorithm="HS256")
+    page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, bound])
+    path = f"/img/old-page-bound-{run_id}"
+    page.evaluate(IMG, servers.realm + path[1:])
+    seen_auth = authenticated(servers, path)
+    assert seen_auth and not any(auth and auth.startswith("Bearer") for auth in seen_auth), seen_auth
     assert seen == []  # never reloaded
     assert page_errors == []
 

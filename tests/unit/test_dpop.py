@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 import uuid
+from pathlib import Path
 
 import jwt
 import pytest
@@ -157,3 +158,15 @@ def test_htm_is_the_method_as_fetch_sends_it() -> None:
         "GET", "POST", "DELETE", "patch", "M-SEARCH"]
     with pytest.raises(dpop.InvalidProof, match="htm"):
         dpop.method("GE T")
+
+
+def test_the_worker_reads_a_binding_by_the_same_rule() -> None:
+    """sw.js's jwtBound (a bound JWT is never sent as Bearer) and bound_jkt agree: cnf.jkt, a
+    43-character base64url thumbprint."""
+    source = (Path(__file__).resolve().parents[2] / "sw" / "sw.js").read_text()
+    assert "/^[A-Za-z0-9_-]{43}$/.test(jkt)" in source
+    assert "claims.cnf.jkt" in source
+    jkt = "A" * 43
+    bound = jwt.encode({"cnf": {"jkt": jkt}}, "k" * 32, algorithm="HS256")
+    assert dpop.bound_jkt(bound) == jkt
+    assert dpop.bound_jkt(jwt.encode({"cnf": {"jkt": "A" * 42}}, "k" * 32, algorithm="HS256")) is None
