@@ -246,8 +246,6 @@ function appOf(msg, clientId) {
   return joined.every((app) => isLegacy(app)) ? legacyApp(clientId) : null;
 }
 
-// A logout or removal in any app also drops the copies protocol-1 pages' apps hold: which app
-// such a page runs is unknown, and each answers its next miss from its own storage.
 function clearOne(state) {
   const had = state.tokens.size > 0;
   state.tokens.clear();
