@@ -22,7 +22,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from support import LOAD_IMAGE, PAGES, STORAGE_KEY, Servers, auth_seen, wait_controlled, wait_ready
+from support import LOAD_IMAGE, PAGES, STORAGE_KEY, Servers, wait_controlled, wait_ready
 
 from pyauth_web import assets
 from pyauth_web.demo.servers import host_app
@@ -132,10 +132,6 @@ def navigations(page: Any) -> list[str]:
     return seen
 
 
-def authenticated(servers: Servers, path: str) -> list[str | None]:
-    return auth_seen(servers.realm_log, path)
-
-
 def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     page: Any, servers: Servers, bundle_dir: Path, tmp_path: Path, run_id: str,
     page_errors: list[str], request: pytest.FixtureRequest,
@@ -176,7 +172,7 @@ def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     )
     path = f"/img/skew-new-page-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {token}"]
+    assert servers.realm_auth(path) == [f"Bearer {token}"]
     assert len(seen) == 1  # the one navigation we made: no reload loop
     ours = [w for w in warnings if w.startswith("pyauth-web:")]
     assert len(ours) == 1 and "did not acknowledge" in ours[0], warnings  # one, for protocol 1
@@ -212,7 +208,7 @@ def test_a_page_meeting_a_newer_worker_warns_once_and_keeps_working(
     assert len([w for w in warnings if "speaks protocol" in w]) == 1  # once
     path = f"/img/skew-after-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {token}"]
+    assert servers.realm_auth(path) == [f"Bearer {token}"]
     assert seen == []  # never reloaded
     assert page_errors == []
 
@@ -285,7 +281,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
     path = f"/img/old-page-before-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {token}"]
+    assert servers.realm_auth(path) == [f"Bearer {token}"]
     seen = navigations(page)
     page.evaluate("() => { window.oldWorker = navigator.serviceWorker.controller; }")
 
@@ -293,7 +289,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     rows = page.evaluate(ACROSS_THE_SWAP,
                          [f"{servers.realm}img/old-page-{run_id}-", 100, SWAP_MS, 10, 20_000])
     assert page.evaluate(NO_APP_ACK) == PROTOCOL_VERSION  # the new worker controls the old page
-    headers = {i: authenticated(servers, f"/img/old-page-{run_id}-{i}") for i, *_ in rows}
+    headers = {i: servers.realm_auth(f"/img/old-page-{run_id}-{i}") for i, *_ in rows}
     late = [i for i, _, since, _ in rows if since is not None and since >= SWAP_MS]
     assert len(late) >= 10, rows  # the takeover happened, and 10 images came after it
     outside = [i for i, _, since, _ in rows if since is None or since >= SWAP_MS]
@@ -306,11 +302,11 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     other.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, other_token])
     path = f"/img/old-page-other-app-{run_id}"
     assert other.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {other_token}"]
+    assert servers.realm_auth(path) == [f"Bearer {other_token}"]
     other.close()
     path = f"/img/old-page-after-other-app-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {token}"]
+    assert servers.realm_auth(path) == [f"Bearer {token}"]
 
     # A page of the origin without the runtime gets no token.
     plain = new_page()
@@ -318,19 +314,19 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     wait_controlled(plain)
     path = f"/img/old-page-plain-{run_id}"
     assert plain.evaluate(IMG, servers.realm + path[1:]) is False
-    assert authenticated(servers, path) == [None]
+    assert servers.realm_auth(path) == [None]
     plain.close()
 
     # Its own logout sticks; a new sign-in in it is served again.
     page.evaluate("() => pyauthWeb.clearTokens()")
     path = f"/img/old-page-logout-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is False
-    assert authenticated(servers, path) == [None]
+    assert servers.realm_auth(path) == [None]
     token = servers.token()
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
     path = f"/img/old-page-again-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {token}"]
+    assert servers.realm_auth(path) == [f"Bearer {token}"]
 
     # A logout in a tab of the new bundle (the same app: its storage) reaches the old page too.
     fresh = new_page()
@@ -340,7 +336,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     fresh.close()
     path = f"/img/old-page-other-logout-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is False
-    assert authenticated(servers, path) == [None]
+    assert servers.realm_auth(path) == [None]
 
     # The host logs the user out itself, on a page without the runtime (the old runtime never
     # tells the worker about storage changes): the next page of the new bundle finds storage
@@ -349,7 +345,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
     path = f"/img/old-page-before-host-logout-{run_id}"
     assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert authenticated(servers, path) == [f"Bearer {token}"]
+    assert servers.realm_auth(path) == [f"Bearer {token}"]
     plain = new_page()
     plain.goto(f"{host}/t/plain.html?run=host-logout-{run_id}")
     plain.evaluate("(k) => localStorage.removeItem(k)", STORAGE_KEY)
@@ -360,7 +356,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     plain.close()
     path = f"/img/old-page-host-logout-{run_id}"
     page.evaluate(IMG, servers.realm + path[1:])
-    seen_auth = authenticated(servers, path)
+    seen_auth = servers.realm_auth(path)
     assert seen_auth and all(auth is None for auth in seen_auth), seen_auth
 
     # A DPoP-bound token (cnf.jkt) in the old tab, which knows nothing of DPoP: never Bearer.
@@ -369,7 +365,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, bound])
     path = f"/img/old-page-bound-{run_id}"
     page.evaluate(IMG, servers.realm + path[1:])
-    seen_auth = authenticated(servers, path)
+    seen_auth = servers.realm_auth(path)
     assert seen_auth and not any(auth and auth.startswith("Bearer") for auth in seen_auth), seen_auth
     assert seen == []  # never reloaded
     assert page_errors == []
@@ -398,7 +394,7 @@ def test_a_logout_while_the_update_check_holds_register_reaches_the_worker(
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
     before = f"/img/held-register-before-{run_id}"
     assert page.evaluate(IMG, servers.realm + before[1:]) is True
-    assert authenticated(servers, before) == [f"Bearer {token}"]
+    assert servers.realm_auth(before) == [f"Bearer {token}"]
 
     released.clear()  # a deploy: its sw.js is slow to arrive (held until the test lets it go)
     sw_file.write_text(sw_file.read_text() + "\n// deploy\n")
@@ -415,7 +411,7 @@ def test_a_logout_while_the_update_check_holds_register_reaches_the_worker(
     took = time.monotonic() - t0
     after = f"/img/held-register-after-{run_id}"
     assert page.evaluate(IMG, servers.realm + after[1:]) is False  # 401: no token went
-    seen = authenticated(servers, after)
+    seen = servers.realm_auth(after)
     assert seen and all(auth is None for auth in seen), seen
     assert took < 1.5, took  # acknowledged, not given up on after the 2 s bound
     released.set()
