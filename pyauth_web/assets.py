@@ -184,8 +184,9 @@ class SnapshotEntry(TypedDict):
     file: str
     bytes: int  # the interpreter's memory, uncompressed
     stored: int  # the file's size
-    bytecode: str  # site-packages with the wheels installed and compiled (.pyc): a zip the
-    # loader unpacks instead of the wheels
+    bytecode: str  # site-packages with the wheels installed and compiled (.pyc), one zip
+    sysPath: str  # where the loader writes that zip in Pyodide's file system: the snapshot
+    # imported the runtime from it (zipimport), so it is on sys.path there already
 
 
 class Manifest(TypedDict):
@@ -205,9 +206,11 @@ class Bundle:
 
 
 SNAPSHOT_FILE = "pyodide-snapshot.gz.bin"
-BYTECODE_FILE = "site-packages.zip"
 """Not ``*.gz``: static servers would label it ``Content-Encoding: gzip`` and the browser would
 unpack it on the way (the loader accepts either, by the gzip magic bytes)."""
+BYTECODE_FILE = "site-packages.zip"
+SYS_PATH = "/lib/pyauth-web/site-packages.zip"
+"""The zip's path inside Pyodide (not the page's URL): the same at bundle time and in the page."""
 
 
 def make_snapshot(root: Path, wheels: list[Path]) -> SnapshotEntry | None:
@@ -224,6 +227,7 @@ def make_snapshot(root: Path, wheels: list[Path]) -> SnapshotEntry | None:
     script = static_file("make-snapshot.mjs")
     root = root.resolve()
     cmd = [node, str(script), str(root), str(root / SNAPSHOT_FILE), str(root / BYTECODE_FILE)]
+    cmd.append(SYS_PATH)
     proc = subprocess.run(
         cmd + [str(w) for w in wheels], capture_output=True, text=True, timeout=300
     )
@@ -235,6 +239,7 @@ def make_snapshot(root: Path, wheels: list[Path]) -> SnapshotEntry | None:
         "bytes": int(made["bytes"]),
         "stored": int(made["stored"]),
         "bytecode": BYTECODE_FILE,
+        "sysPath": SYS_PATH,
     }
 
 

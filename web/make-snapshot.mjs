@@ -1,50 +1,67 @@
 // pyauth-web: make the Pyodide memory snapshot of a bundle, at bundle time, under Node.
 //
-//   node make-snapshot.mjs BUNDLE_DIR SNAPSHOT_FILE BYTECODE_FILE WHEEL...
+//   node make-snapshot.mjs BUNDLE_DIR SNAPSHOT_FILE BYTECODE_FILE SYS_PATH WHEEL...
 //
-// Boots the bundle's own Pyodide in snapshot-making mode, unpacks the wheels the loader installs
-// at boot, imports the pure-Python core (pyauth_web.preload: no `js`, no token), and writes the
-// interpreter's memory gzip-compressed to SNAPSHOT_FILE. The loader restores it in the page
-// (`loadPyodide({_loadSnapshot})`), where `js` is bound to the page. Then it compiles every
-// module of the wheels to bytecode (unchecked hash-based .pyc, PEP 552: valid whatever the
-// files' times) and writes the whole site-packages (sources, .pyc, dist-info) to the zip
-// BYTECODE_FILE, which the loader unpacks instead of the wheels: one archive, and the modules
-// that cannot be in the snapshot (the browser adapter imports `js`) are not compiled in the
-// page. Prints one JSON line: {"bytes": raw size, "stored": compressed size, "bytecode": zip
-// size, "ms": time to make}.
+// Boots the bundle's own Pyodide in snapshot-making mode and installs the wheels the loader
+// installs at boot into one zip, BYTECODE_FILE: every module compiled to bytecode (unchecked
+// hash-based .pyc beside its source, PEP 552: valid whatever the files' times, and where
+// zipimport looks), with the sources and dist-info. The zip is written at SYS_PATH in Pyodide's
+// file system and put first on sys.path (zipimport), then the whole runtime is imported: the
+// pure-Python core and PyJWT (pyauth_web.preload) and the browser adapter
+// (pyauth_web.browser.runtime; nothing runs, no token is read). The adapter's `js` names are
+// recorded as paths (`js.fetch` is "fetch") and bound to the page's own objects when the loader
+// restores the snapshot (`loadPyodide({_loadSnapshot})`). The interpreter's memory is written
+// gzip-compressed to SNAPSHOT_FILE. Files are not part of a snapshot: the loader writes the same
+// zip at SYS_PATH before the first import (no unpacking; zipimport's index of it is in the
+// snapshot). Prints one JSON line: {"bytes": raw size, "stored": compressed size, "bytecode":
+// zip size, "ms": time to make}.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
-const [bundleDir, outFile, bytecodeFile, ...wheels] = process.argv.slice(2);
-if (!bundleDir || !outFile || !bytecodeFile) {
-  console.error('usage: node make-snapshot.mjs BUNDLE_DIR SNAPSHOT_FILE BYTECODE_FILE WHEEL...');
+const [bundleDir, outFile, bytecodeFile, sysPath, ...wheels] = process.argv.slice(2);
+if (!bundleDir || !outFile || !bytecodeFile || !sysPath) {
+  console.error('usage: node make-snapshot.mjs BUNDLE_DIR SNAPSHOT_FILE BYTECODE_FILE SYS_PATH WHEEL...');
   process.exit(2);
 }
+// Browser names that Pyodide's own modules import when they are imported (pyodide.http's
+// XMLHttpRequest) and Node lacks: a stand-in here makes the snapshot record the name, and the
+// page's real object takes its place on restore (without it the page's pyxhr would be broken).
+globalThis.XMLHttpRequest ??= class XMLHttpRequest {};
 const started = performance.now();
 const indexURL = `${bundleDir}/pyodide/`;
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
 const py = await loadPyodide({ indexURL, _makeSnapshot: true, packages: [], stdout: () => {}, stderr: () => {} });
-const sitePackages = py.runPython("import sysconfig; sysconfig.get_path('purelib')");
+const staging = '/tmp/pyauth-web-site';
+py.FS.mkdirTree(staging);
 for (const wheel of wheels) {
-  py.unpackArchive(new Uint8Array(readFileSync(wheel)), 'wheel', { extractDir: sitePackages });
+  py.unpackArchive(new Uint8Array(readFileSync(wheel)), 'wheel', { extractDir: staging });
 }
-py.runPython('import pyauth_web.preload');
-const snapshot = py.makeMemorySnapshot();
-const stored = gzipSync(snapshot, { level: 6 });
-writeFileSync(outFile, stored);
 py.runPython(`
 import compileall, os, py_compile, zipfile
-site = ${JSON.stringify(sitePackages)}
-compileall.compile_dir(site, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-with zipfile.ZipFile('/tmp/site-packages.zip', 'w', zipfile.ZIP_STORED) as out:
-    for root, _dirs, files in os.walk(site):
-        for name in files:
+site, target = ${JSON.stringify(staging)}, ${JSON.stringify(sysPath)}
+compileall.compile_dir(
+    site, quiet=2, legacy=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+)
+os.makedirs(os.path.dirname(target), exist_ok=True)
+with zipfile.ZipFile(target, 'w', zipfile.ZIP_STORED) as out:
+    for root, dirs, files in os.walk(site):
+        dirs.sort()
+        for name in sorted(files):
             path = os.path.join(root, name)
             out.write(path, os.path.relpath(path, site))
 `);
-const bytecode = py.FS.readFile('/tmp/site-packages.zip');
+const bytecode = py.FS.readFile(sysPath);
 writeFileSync(bytecodeFile, bytecode);
+py.runPython(`
+import sys
+sys.path.insert(0, ${JSON.stringify(sysPath)})
+import pyauth_web.preload
+import pyauth_web.browser.runtime
+`);
+const snapshot = py.makeMemorySnapshot();
+const stored = gzipSync(snapshot, { level: 6 });
+writeFileSync(outFile, stored);
 console.log(JSON.stringify({
   bytes: snapshot.length, stored: stored.length, bytecode: bytecode.length,
   ms: Math.round(performance.now() - started),

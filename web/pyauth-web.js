@@ -367,11 +367,13 @@
   }
 
   // Memory snapshot (Pyodide's _makeSnapshot/_loadSnapshot): the interpreter's memory with the
-  // pure-Python core already imported (no token read yet). The bundle ships one made at bundle
-  // time, gzip-compressed (manifest.snapshot, ~7 MB); without it, the first visit makes one in
-  // the page. It is kept in Cache Storage uncompressed (~31 MB), keyed by the bundle's Pyodide
-  // and wheels: reading it back is ~40 ms, against ~160 ms to read and unpack a compressed copy
-  // (README, Performance). Restoring it is several times faster than booting.
+  // runtime already imported (no token read yet). The bundle ships one made at bundle time under
+  // Node, with the browser adapter imported too (its `js` names are bound to this page's objects
+  // on restore), gzip-compressed (manifest.snapshot, ~7 MB); without it, the first visit makes
+  // one in the page, of the pure-Python core only. It is kept in Cache Storage uncompressed
+  // (~31 MB), keyed by the bundle's Pyodide and wheels: reading it back is ~40 ms, against
+  // ~160 ms to read and unpack a compressed copy (README, Performance). Restoring it is several
+  // times faster than booting.
   const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';
 
   /** @param {ArrayBuffer} buf @returns {Promise<Uint8Array>} */
@@ -464,11 +466,19 @@
       return bytes;
     })();
     const options = { indexURL: `${base}pyodide/`, packages: [] };
-    const install = async (py) => {  // files are not part of a snapshot: unpack every time
-      const sitePackages = py.runPython("import sysconfig; sysconfig.get_path('purelib')");
-      for (const bytes of wheelBytes) {
-        py.unpackArchive((await bytes).slice(0), prebuilt ? 'zip' : 'wheel', { extractDir: sitePackages });
+    // Files are not part of a snapshot: every start installs them. The prebuilt zip is written
+    // where the bundle's snapshot imported the runtime from and put first on sys.path (already
+    // there after a restore; zipimport reads it in place); the wheels are unpacked.
+    const install = async (py) => {
+      if (prebuilt) {
+        const path = manifest.snapshot.sysPath;
+        py.FS.mkdirTree(path.slice(0, path.lastIndexOf('/')));
+        py.FS.writeFile(path, new Uint8Array(await wheelBytes[0]));
+        py.runPython(`import sys, importlib\nif ${JSON.stringify(path)} not in sys.path:\n    sys.path.insert(0, ${JSON.stringify(path)}); importlib.invalidate_caches()`);
+        return;
       }
+      const sitePackages = py.runPython("import sysconfig; sysconfig.get_path('purelib')");
+      for (const bytes of wheelBytes) py.unpackArchive((await bytes).slice(0), 'wheel', { extractDir: sitePackages });
     };
     const pyodide = external ? await attachedPyodide(manifest, install)
       : await ownPyodide(options, install, snapshotKey, shipped, useSnapshot, unpacked, scriptLoaded);
