@@ -26,6 +26,7 @@
   const ACK_TIMEOUT_MS = 2000;  // a worker that does not acknowledge a message in time is not waited for
   const DEFAULT_STORAGE_KEY = 'pyauth-web:session';
   const EVENT = 'pyauth-web:event';  // the runtime's too (pyauth_web/protocol.py)
+  const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';  // the memory snapshot's (see readSnapshot)
 
   const script = /** @type {HTMLScriptElement} */ (document.currentScript);
   const base = new URL('.', script.src).href;
@@ -69,6 +70,20 @@
   })();
   /** @param {string} url @returns {any} a TrustedScriptURL where Trusted Types exist */
   const scriptURL = (url) => (scriptPolicy ? scriptPolicy.createScriptURL(url) : url);
+
+  // --- the bundle: what needs no other step is requested first -------------------------------
+  // pyodide.js, the manifest and the cached snapshot, before the worker is registered or told
+  // anything: a warm start waits on them, and nothing else waits on the worker's set-up.
+  const started = (() => {
+    const external = config.pyodide === 'external';
+    const useSnapshot = !external && config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
+    const scriptLoaded = external ? Promise.resolve() : loadScript('pyodide/pyodide.js');
+    const manifest = fetchAsset('manifest.json').then((r) => r.json());
+    scriptLoaded.catch(() => {});  // each surfaces where it is awaited
+    manifest.catch(() => {});
+    const cached = useSnapshot ? readSnapshot() : Promise.resolve(null);
+    return { external, useSnapshot, scriptLoaded, manifest, cached };
+  })();
 
   // --- service-worker requests, from the first moment ---------------------------------------
   let runtime = null;   // the Python runtime (a PyProxy), once ready
@@ -374,7 +389,6 @@
   // (~31 MB), keyed by the bundle's Pyodide and wheels: reading it back is ~40 ms, against
   // ~160 ms to read and unpack a compressed copy (README, Performance). Restoring it is several
   // times faster than booting.
-  const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';
 
   /** @param {ArrayBuffer} buf @returns {Promise<Uint8Array>} */
   async function gunzip(buf) {
@@ -438,14 +452,8 @@
   }
 
   async function boot() {
-    const external = config.pyodide === 'external';
-    // Everything that needs no other step starts at once: pyodide.js, the manifest, the cached
-    // snapshot; the snapshot is unpacked while pyodide.js still loads.
-    const useSnapshot = !external && config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
-    const scriptLoaded = external ? Promise.resolve() : loadScript('pyodide/pyodide.js');
-    scriptLoaded.catch(() => {});  // surfaces where it is awaited
-    const cached = useSnapshot ? readSnapshot() : Promise.resolve(null);
-    const manifest = await (await fetchAsset('manifest.json')).json();
+    const { external, useSnapshot, scriptLoaded, cached } = started;
+    const manifest = await started.manifest;
     const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
     // The wheels, installed and compiled to bytecode at bundle time (one zip), else the wheels.
     const prebuilt = manifest.snapshot ? manifest.snapshot.bytecode : null;
