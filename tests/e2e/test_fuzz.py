@@ -149,9 +149,12 @@ def still_correct(page: Any, servers: Servers, tag: str, page_errors: list[str])
     # The saved state is bounded by the worker's count bounds below (the flood batch fills them:
     # ~0.4 MB), whatever more junk comes.
     assert saved < 1_000_000, saved
-    sizes = page.context.service_workers[-1].evaluate(SIZES)  # the worker's own maps, bounded
+    worker = page.context.service_workers[-1]
+    sizes, bounds = worker.evaluate(SIZES), worker.evaluate(BOUNDS)  # the worker's own maps
     COUNTS["largest worker maps"] = max(COUNTS.get("largest worker maps", 0), max(sizes.values()))
-    assert all(sizes[name] <= bound for name, bound in BOUNDS.items()), sizes
+    assert all(sizes[name] <= bound for name, bound in bounds.items()), (sizes, bounds)
+    # the flood reaches past every bound the worker has (a raised bound cannot hide from it)
+    assert all(FLOOD[name] > bounds[name] for name in FLOOD), (FLOOD, bounds)
 
 
 SIZES = """() => {
@@ -162,23 +165,29 @@ SIZES = """() => {
     tokens: most(states.map((s) => s.tokens.size)), tickets: tickets.size,
     clients: members.size + silent.size, inflight: inflight.size, asking: asking.size };
 }"""
-# sw.js's MAX_* bounds (clients: pruned to the live ones past 500)
-BOUNDS = {"apps": 64, "joined": 16, "origins": 256, "removed": 256, "tokens": 4096,
-          "tickets": 64, "clients": 600, "inflight": 100, "asking": 100}
+# The bounds, read from the worker (sw.js's MAX_*; clients are pruned to the live ones past
+# MAX_CLIENTS); in-flight asks have no constant of their own: 100 is far above what one page makes.
+BOUNDS = """() => ({ apps: MAX_APPS, joined: MAX_APPS_PER_CLIENT, origins: MAX_ORIGINS,
+  removed: MAX_REMOVED, tokens: MAX_TOKENS, tickets: MAX_TICKETS, clients: MAX_CLIENTS + 100,
+  inflight: 100, asking: 100 })"""
+# How many of each the flood makes (one client joins every flooded app)
+FLOOD = {"apps": 1000, "joined": 1000, "removed": 1000, "origins": 1000, "tokens": 5000,
+         "tickets": 200}
 
 
 def flood(servers: Servers) -> list[dict[str, Any]]:
     """Far more apps, removals, origins, tokens and tickets than the worker keeps."""
     join = servers.host + "/__pyauth-web/join/"
     return [
-        *({"type": "hello", "app": f"flood-{i}"} for i in range(1000)),
+        *({"type": "hello", "app": f"flood-{i}"} for i in range(FLOOD["apps"])),
         *({"type": "remove-realm-token", "app": STORAGE_KEY, "realmURL": f"{servers.realm}gone/{i}/"}
-          for i in range(1000)),
+          for i in range(FLOOD["removed"])),
         {"type": "sync-tokens", "app": "flood-origins", "tokens": {},
-         "realms": [f"https://o{i}.example/" for i in range(1000)]},
+         "realms": [f"https://o{i}.example/" for i in range(FLOOD["origins"])]},
         *({"type": "set-realm-token", "app": "flood-tokens", "realmURL": f"https://t.example/{i}/",
-           "token": "t", "exp": None} for i in range(5000)),
-        *({"type": "worker-ticket", "app": STORAGE_KEY, "url": f"{join}{i}"} for i in range(200)),
+           "token": "t", "exp": None} for i in range(FLOOD["tokens"])),
+        *({"type": "worker-ticket", "app": STORAGE_KEY, "url": f"{join}{i}"}
+          for i in range(FLOOD["tickets"])),
     ]
 
 
