@@ -366,6 +366,16 @@ class RefreshCoordinator:
                 flight.task.cancel()
         return len(flights)
 
+    def carry_failures(
+        self, old: RefreshCoordinator, keep: Callable[[RefreshError], bool] = lambda _: True
+    ) -> None:
+        """This coordinator replaces ``old`` (``configure()``): ``old``'s failure episodes go on
+        here, silently (each was reported once), except those ``keep`` refuses (the new
+        configuration removed their cause). A failed realm stays failed until :meth:`reset`."""
+        for realm, error in old._failed.items():
+            if keep(error):
+                self._failed.setdefault(realm, error)
+
     def clear(self) -> None:
         """Logout: cancel in-flight refreshes ("logged out") and forget failure episodes."""
         self.cancel_all(Reason.LOGGED_OUT)

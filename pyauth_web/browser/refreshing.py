@@ -95,7 +95,9 @@ class Refreshing:
         proofs: TokenRequestProofs | None = None,
     ) -> None:
         """Apply checked options: the refresher (options without one keep the current one) and
-        a new coordinator (in-flight refreshes of the old one end as ``reconfigured``)."""
+        a new coordinator (in-flight refreshes of the old one end as ``reconfigured``). A realm
+        whose refresh failed stays failed until a new token is set: a reconfigure is not one,
+        unless it brings the refresher that episode lacked (``no refresher configured``)."""
         refresher = self.refresher
         if options.refresh is not None:
             refresher = callback_refresher(options.refresh)
@@ -116,6 +118,9 @@ class Refreshing:
             options.backoff or old.backoff,
             options.refresh_timeout or old.refresh_timeout,
             options.lock_timeout or old.lock_timeout,
+        )
+        self.coordinator.carry_failures(
+            old, keep=lambda err: refresher is None or err.reason != Reason.NO_REFRESHER
         )
         self.refresher = refresher
 

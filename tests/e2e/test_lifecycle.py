@@ -144,6 +144,14 @@ def test_refresher_down_gives_one_auth_error_per_tab(
     )
     assert message and "refresh failed" in message
     assert len(hits) == 2
+    # A reconfigure (an app calling configure() again, with the same refresher) is not a new
+    # token: the realm stays failed, nothing is refreshed, nothing is reported twice.
+    tabs[0].evaluate("(u) => pyauthWeb.configure({refreshURL: u})", f"{origin}/refresh")
+    assert tabs[0].evaluate("async () => (await pyauthWeb.state()).tokens.every((t) => t.failed)")
+    message = tabs[0].evaluate(
+        "(u) => pyauthWeb.getToken(u).then(() => null, (e) => e.message)", servers.realm
+    )
+    assert message and "refresh failed" in message
     assert all(tab.evaluate("() => window.__unhandled") == [] for tab in tabs)
     assert all(tab.evaluate("() => window.__authErrors.length") == 1 for tab in tabs)
     assert page_errors == []

@@ -34,6 +34,7 @@ from pyauth_web.refresh import (
 from pyauth_web.tokens import TokenEntry
 
 REALM = "https://api.example/"
+OTHER = "https://other.example/"
 SEED = 1234
 KEY = "test-key-" + "x" * 32  # long enough for HS256 without a warning
 
@@ -371,6 +372,31 @@ def test_failed_realm_short_circuits_until_reset() -> None:
         assert coord.failed(REALM) is None
         assert await coord.refresh(REALM) == "fresh-after-login"
         assert len(script.calls) == 2 and len(failures) == 1
+
+    run(body())
+
+
+def test_a_replacing_coordinator_carries_the_failure_episodes_silently() -> None:
+    """configure() makes a new coordinator: a failed realm stays failed there (no second
+    report, no refresher call) until a new token; ``keep`` drops episodes whose cause is gone."""
+
+    async def body() -> None:
+        failures: list[RefreshError] = []
+        old = coordinator(Script(invalid_grant()), on_failure=failures.append)
+        with pytest.raises(RefreshError):
+            await old.refresh(REALM)
+        old.fail(RefreshError(OTHER, "no refresher configured"))
+        script = Script("fresh-after-login", "other-token")
+        new = coordinator(script, on_failure=failures.append)
+        new.carry_failures(old, keep=lambda err: err.reason != "no refresher configured")
+        assert new.failed(REALM) is old.failed(REALM) and new.failed(OTHER) is None
+        with pytest.raises(RefreshError) as again:
+            await new.refresh(REALM)
+        assert again.value.invalid_grant and script.calls == []
+        assert await new.refresh(OTHER) == "fresh-after-login"  # its cause was dropped
+        new.reset(REALM)  # the host set a new token
+        assert await new.refresh(REALM) == "other-token"
+        assert [f.reason for f in failures] == ["invalid_grant", "no refresher configured"]
 
     run(body())
 
