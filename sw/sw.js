@@ -492,7 +492,14 @@ async function askPage(app, requestURL, clientId, keyMissing = false) {
     }
     return null;
   }
-  const owner = app ?? (reply.app === undefined ? legacyApp(clientId) : reply.app);
+  return takeReply(app ?? (reply.app === undefined ? legacyApp(clientId) : reply.app), reply, requestURL, startSeq);
+}
+
+// A page's token for `requestURL`, for an ask that started at `startSeq`: kept unless it is not
+// for that URL's realm, or a logout, a removal of the realm, or the app's eviction (or the loss
+// of its removal marks past MAX_REMOVED) came after the ask started: a late reply never
+// resurrects a token.
+function takeReply(owner, reply, requestURL, startSeq) {
   if (!isRealm(reply.realmURL) || !isStr(reply.token) || !isExp(reply.exp)) return null;
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
   const state = appState(owner);
