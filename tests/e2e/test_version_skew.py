@@ -31,6 +31,7 @@ from pyauth_web.protocol import PROTOCOL_VERSION
 FIXTURES = Path(__file__).with_name("fixtures")
 ROOT = Path(__file__).resolve().parents[2]
 IMG = LOAD_IMAGE
+
 PROTOCOL_1_COMMIT = "8584b32"  # the last commit whose loader and worker speak protocol 1
 ACK_VERSION = """() => new Promise((resolve) => {
   navigator.serviceWorker.addEventListener('message', function on(e) {
@@ -41,6 +42,13 @@ ACK_VERSION = """() => new Promise((resolve) => {
   navigator.serviceWorker.controller.postMessage({type: 'hello', app: 'probe-app', ack: 'probe'});
   setTimeout(() => resolve('no ack'), 2000);
 })"""
+
+
+def image(servers: Servers, page: Any, name: str) -> tuple[bool, list[str | None]]:
+    """Load the realm image ``/img/NAME`` in ``page``: (it loaded, the headers the realm saw)."""
+    path = f"/img/{name}"
+    loaded = page.evaluate(IMG, servers.realm + path[1:])
+    return loaded, servers.realm_auth(path)
 
 
 @pytest.fixture(scope="module")
@@ -170,9 +178,7 @@ def test_a_new_page_meeting_a_protocol_1_worker_ends_on_the_new_worker(
     page.wait_for_function(
         f"async () => (await ({ACK_VERSION})()) === {PROTOCOL_VERSION}", timeout=15_000
     )
-    path = f"/img/skew-new-page-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {token}"]
+    assert image(servers, page, f"skew-new-page-{run_id}") == (True, [f"Bearer {token}"])
     assert len(seen) == 1  # the one navigation we made: no reload loop
     ours = [w for w in warnings if w.startswith("pyauth-web:")]
     assert len(ours) == 1 and "did not acknowledge" in ours[0], warnings  # one, for protocol 1
@@ -206,9 +212,7 @@ def test_a_page_meeting_a_newer_worker_warns_once_and_keeps_working(
     assert len(skew) == 1 and f"protocol {newer}" in skew[0], warnings
     page.evaluate("() => pyauthWeb.reload()")
     assert len([w for w in warnings if "speaks protocol" in w]) == 1  # once
-    path = f"/img/skew-after-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {token}"]
+    assert image(servers, page, f"skew-after-{run_id}") == (True, [f"Bearer {token}"])
     assert seen == []  # never reloaded
     assert page_errors == []
 
@@ -279,9 +283,7 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     assert page.evaluate(NO_APP_ACK) == "no ack"  # the protocol-1 worker
     token = servers.token()
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
-    path = f"/img/old-page-before-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {token}"]
+    assert image(servers, page, f"old-page-before-{run_id}") == (True, [f"Bearer {token}"])
     seen = navigations(page)
     page.evaluate("() => { window.oldWorker = navigator.serviceWorker.controller; }")
 
@@ -300,33 +302,23 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     # and asked any tab on a miss); each keeps its own.
     other_token = servers.token()
     other.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, other_token])
-    path = f"/img/old-page-other-app-{run_id}"
-    assert other.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {other_token}"]
+    assert image(servers, other, f"old-page-other-app-{run_id}") == (True, [f"Bearer {other_token}"])
     other.close()
-    path = f"/img/old-page-after-other-app-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {token}"]
+    assert image(servers, page, f"old-page-after-other-app-{run_id}") == (True, [f"Bearer {token}"])
 
     # A page of the origin without the runtime gets no token.
     plain = new_page()
     plain.goto(f"{host}/t/plain.html?run=old-{run_id}")
     wait_controlled(plain)
-    path = f"/img/old-page-plain-{run_id}"
-    assert plain.evaluate(IMG, servers.realm + path[1:]) is False
-    assert servers.realm_auth(path) == [None]
+    assert image(servers, plain, f"old-page-plain-{run_id}") == (False, [None])
     plain.close()
 
     # Its own logout sticks; a new sign-in in it is served again.
     page.evaluate("() => pyauthWeb.clearTokens()")
-    path = f"/img/old-page-logout-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is False
-    assert servers.realm_auth(path) == [None]
+    assert image(servers, page, f"old-page-logout-{run_id}") == (False, [None])
     token = servers.token()
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
-    path = f"/img/old-page-again-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {token}"]
+    assert image(servers, page, f"old-page-again-{run_id}") == (True, [f"Bearer {token}"])
 
     # A logout in a tab of the new bundle (the same app: its storage) reaches the old page too.
     fresh = new_page()
@@ -334,18 +326,14 @@ def test_an_open_protocol_1_page_keeps_its_images_after_the_new_worker_takes_ove
     wait_ready(fresh)
     fresh.evaluate("() => pyauthWeb.clearTokens()")
     fresh.close()
-    path = f"/img/old-page-other-logout-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is False
-    assert servers.realm_auth(path) == [None]
+    assert image(servers, page, f"old-page-other-logout-{run_id}") == (False, [None])
 
     # The host logs the user out itself, on a page without the runtime (the old runtime never
     # tells the worker about storage changes): the next page of the new bundle finds storage
     # changed, and the worker drops the old tab's copy with its own.
     token = servers.token()
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
-    path = f"/img/old-page-before-host-logout-{run_id}"
-    assert page.evaluate(IMG, servers.realm + path[1:]) is True
-    assert servers.realm_auth(path) == [f"Bearer {token}"]
+    assert image(servers, page, f"old-page-before-host-logout-{run_id}") == (True, [f"Bearer {token}"])
     plain = new_page()
     plain.goto(f"{host}/t/plain.html?run=host-logout-{run_id}")
     plain.evaluate("(k) => localStorage.removeItem(k)", STORAGE_KEY)
