@@ -269,6 +269,11 @@ class RefreshTokenMap:
         self._entries: dict[str, tuple[str, str]] = {}  # realm -> (refresh token, digest)
         self.dropped = 0  # unreadable entries ignored by loads()
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RefreshTokenMap) and self._entries == other._entries
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     # -- serialized form ---------------------------------------------------------------------
     @classmethod
     def loads(cls, raw: str | None) -> RefreshTokenMap:
