@@ -12,6 +12,7 @@ from pyauth_web import (  # noqa: F401
     options,
     prewarm,
     protocol,
+    record,
     refresh,
     sse,
     sse_policy,

@@ -7,15 +7,25 @@ Every message carries ``app``: the page's storage key. The worker keeps tokens, 
 logouts per app, and serves a client only after it joined an app (any message from it, or an
 answer to a token request). The loader adds ``app`` to what the runtime posts.
 
-page -> SW (``postMessage`` to every worker of the registration, with a port for the ``ack``)::
+page -> SW (``postMessage`` to every worker of the registration; the loader adds ``app``,
+``fp``, ``v`` and an ``ack`` id)::
 
     {type: 'hello', app}
-    {type: 'sync-tokens', app, tokens: {realmURL: token}, expires: {realmURL: exp|null},
+    {type: 'sync-tokens', app, version, cleared, since: {realmURL: version},
+     tokens: {realmURL: token}, expires: {realmURL: exp|null},
      redirects: {realmURL: 'follow'|'error'}, dpop: {realmURL: true}, realms, skew}
-    {type: 'set-realm-token', app, realmURL, token, exp, redirect, dpop, skew}
-    {type: 'remove-realm-token', app, realmURL}
-    {type: 'clear-tokens', app}
+    {type: 'set-realm-token', app, version, since, realmURL, token, exp, redirect, dpop, skew}
+    {type: 'remove-realm-token', app, version, realmURL}
+    {type: 'clear-tokens', app, version}
     {type: 'worker-ticket', app, url}
+
+``version`` is the version of the app's session record (:mod:`pyauth_web.record`) the message's
+tokens were read at; ``cleared`` and ``since`` are the record's marks (the version of the last
+logout; per realm, the version its current session began or ended at), and ``clear-tokens`` and
+``remove-realm-token`` carry the version that ended the session. The worker keeps a token only
+if no logout, and no removal or new session of its realm, came after it
+(``SessionRecord.accepts``). ``dpop`` names the realms whose tokens are bound: the
+realms holding a bound token and those configured bound (``data-dpop``, ``configure``).
 
 SW -> page on a token miss (``client.postMessage(msg, [port])``)::
 
@@ -28,15 +38,22 @@ version, :data:`PROTOCOL_VERSION`).
 ``dpop`` (``true`` for a DPoP-bound token, RFC 9449): the worker sends ``Authorization: DPoP``
 with a proof signed by the app's key (:mod:`pyauth_web.dpop`), never ``Bearer``.
 
-page -> SW on that port: ``{app, realmURL, token, exp, redirect, dpop, skew}`` or ``{app}``;
+page -> SW on that port: ``{app, version, realmURL, token, exp, redirect, dpop, skew}`` or
+``{app}``;
 optionally first ``{type: 'pending', app}``, which extends the SW's wait from 200 ms to at most
 3000 ms.
+
+page -> other tabs and the SW (``BroadcastChannel`` :data:`RECORD_CHANNEL`), after a change that
+ends a session: ``{type: 'record', app, version, logout}``: read the record again (after a
+logout, drop everything at once). The worker hears it even when it was not yet listed by the
+page that logged out (a version being installed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .realms import Canonicaliser, canonical_realm
@@ -79,13 +96,16 @@ class Redirect(StrEnum):
     ERROR = "error"
 
 
-PROTOCOL_VERSION = 2  # the worker sends it in every ack; the loader warns once on a mismatch
+PROTOCOL_VERSION = 3  # the worker sends it in every ack; the loader warns once on a mismatch
 ANSWER_BUDGET_MS = 200
 PENDING_BUDGET_MS = 3000
 ASK_OTHERS_AFTER_MS = 100  # below ANSWER_BUDGET_MS: other windows get a chance to answer
 ACK_TIMEOUT_MS = 2000  # the loader's bound on waiting for a registration or a worker's ack
 STATE_CACHE = "pyauth-web-state-v2"  # the worker's saved state (Cache Storage)
-HANDOFF_CACHE = "pyauth-web-handoff-v1"  # which token a tab's refresh replaced (pages only)
+RECORD_DB = "pyauth-web-session"  # IndexedDB: the session records (pyauth_web/record.py)
+RECORD_STORE = "records"  # its object store: one record (JSON text) per app
+RECORD_CHANNEL = "pyauth-web/session"  # BroadcastChannel: record notices (pages and the worker)
+RECORD_NOTICE = "record"
 # Page events (window CustomEvents): the runtime dispatches all three, the loader EVENT too
 AUTH_ERROR_EVENT = "console:auth-error"
 REFRESHED_EVENT = "pyauth-web:token-refreshed"
@@ -160,19 +180,36 @@ def pending(app: str) -> Message:
     return {"type": PENDING, "app": app}
 
 
+def record_notice(app: str, version: int, logout: bool) -> Message:
+    return {"type": RECORD_NOTICE, "app": app, "version": version, "logout": logout}
+
+
+def parse_record_notice(data: object, app: str) -> tuple[int, bool] | None:
+    """``(version, logout)`` of a well-formed notice for ``app``, else ``None``."""
+    if not isinstance(data, dict) or data.get("type") != RECORD_NOTICE or data.get("app") != app:
+        return None
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        return None
+    return version, data.get("logout") is True
+
+
 def token_reply(
     entry: TokenEntry | None,
     app: str,
     redirects: Mapping[str, Redirect] | None = None,
     skew: float = DEFAULT_SKEW_SECONDS,
     dpop: bool = False,
+    version: int = 0,
 ) -> Message:
     """The answer to ``request-realm-token``. Like every message that gives the worker a token,
-    it carries the page's skew: the worker has no default of its own."""
+    it carries the page's skew (the worker has no default of its own) and the record version
+    the token was read at."""
     if entry is None:
         return {"app": app}
     return {
         "app": app,
+        "version": version,
         "realmURL": entry.realm,
         "token": entry.token,
         "exp": entry.exp,
@@ -182,22 +219,35 @@ def token_reply(
     }
 
 
+class Order(Protocol):
+    """The order of the session that messages carry (:class:`pyauth_web.record.SessionRecord`)."""
+
+    version: int
+    cleared: int
+    since: dict[str, int]
+
+
 def sync_tokens(
     store: TokenStore,
     realms: list[str] | tuple[str, ...] = (),
     redirects: Mapping[str, Redirect] | None = None,
-    dpop: Container[str] = frozenset(),
+    dpop: Iterable[str] = frozenset(),
+    order: Order | None = None,
 ) -> Message:
     """Full state for the worker; ``realms`` (the configured ones) say which origins to ask for;
-    ``dpop``: the realms whose tokens are DPoP-bound."""
+    ``dpop``: the realms whose tokens are DPoP-bound (with a token or not); ``order``: the record
+    the tokens were read from."""
     entries = store.entries()
     return {
         "type": SYNC_TOKENS,
+        "version": order.version if order else 0,
+        "cleared": order.cleared if order else 0,
+        "since": dict(order.since) if order else {},
         "realms": sorted(set(realms) | set(entries)),
         "tokens": {r: e.token for r, e in entries.items()},
         "expires": {r: e.exp for r, e in entries.items()},
         "redirects": {r: redirect_mode(r, redirects) for r in entries},
-        "dpop": {r: True for r in entries if r in dpop},
+        "dpop": {r: True for r in sorted(set(dpop))},
         "skew": store.skew,
     }
 
@@ -207,9 +257,12 @@ def set_realm_token(
     skew: float,
     redirects: Mapping[str, Redirect] | None = None,
     dpop: bool = False,
+    order: Order | None = None,
 ) -> Message:
     return {
         "type": SET_REALM_TOKEN,
+        "version": order.version if order else 0,
+        "since": order.since.get(entry.realm, 0) if order else 0,
         "realmURL": entry.realm,
         "token": entry.token,
         "exp": entry.exp,
@@ -219,9 +272,9 @@ def set_realm_token(
     }
 
 
-def remove_realm_token(realm: str) -> Message:
-    return {"type": REMOVE_REALM_TOKEN, "realmURL": realm}
+def remove_realm_token(realm: str, version: int = 0) -> Message:
+    return {"type": REMOVE_REALM_TOKEN, "version": version, "realmURL": realm}
 
 
-def clear_tokens() -> Message:
-    return {"type": CLEAR_TOKENS}
+def clear_tokens(version: int = 0) -> Message:
+    return {"type": CLEAR_TOKENS, "version": version}

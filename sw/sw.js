@@ -39,7 +39,7 @@ const MSG = Object.freeze({
   ACK: 'ack',
 });
 
-const PROTOCOL_VERSION = 2;  // sent in every ack: a page of another version warns
+const PROTOCOL_VERSION = 3;  // sent in every ack: a page of another version warns
 const ANSWER_BUDGET_MS = 200;
 const PENDING_BUDGET_MS = 3000;
 const ASK_OTHERS_AFTER_MS = 100;
@@ -59,7 +59,8 @@ const MAX_TICKETS = 64;          // join tickets waiting to be used
 const MAX_TOKENS = 4096;         // tokens kept per app (past it the oldest goes: asked for on a miss)
 
 // app -> {tokens: Map<realm, {token, exp, redirect}>, origins: Set<origin>, skew,
-//         clearedAt, removedAt: Map<realm, seq>}
+//         clearedAt, removedAt: Map<realm, seq>, order: {cleared, since: Map<realm, version>},
+//         dpopRealms: Set<realm>}
 const apps = new Map();
 // clientId -> [app, ...] in the order the client joined them: the clients that run the runtime.
 const members = new Map();
@@ -112,7 +113,7 @@ function appState(app) {
     }
     state = {
       tokens: new Map(), origins: new Set(), skew: null, clearedAt: evictedAt, removedAt: new Map(), fp: null,
-      legacy: isLegacy(app),
+      legacy: isLegacy(app), order: { cleared: 0, since: new Map() }, dpopRealms: new Set(),
     };
     apps.set(app, state);
   }
@@ -177,6 +178,15 @@ function jwtBound(token) {
   } catch { return false; }
 }
 
+// A realm whose tokens the app declares DPoP-bound (data-dpop, configure({dpop}): opaque tokens
+// say nothing of it themselves). A protocol-1 tab knows nothing of DPoP and which app it runs is
+// unknown: for its copy, a realm any app declares bound is bound.
+function declaredBound(state, realmURL) {
+  if (!state.legacy) return state.dpopRealms.has(realmURL);
+  for (const other of apps.values()) if (!other.legacy && other.dpopRealms.has(realmURL)) return true;
+  return false;
+}
+
 // Returns true when the app's state changed.
 function putToken(state, realmURL, token, exp, redirect, dpop) {
   if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
@@ -187,7 +197,7 @@ function putToken(state, realmURL, token, exp, redirect, dpop) {
   // A token once known to be DPoP-bound stays bound (a tab that was not told so never
   // downgrades it to Bearer).
   const bound = dpop === true || (before !== undefined && before.token === token && before.dpop)
-    || jwtBound(token);
+    || jwtBound(token) || declaredBound(state, realmURL);
   const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: bound };
   if (entry.dpop && !sameEntry(before, entry)) state.key = null;  // a new sign-in may bring a new key
   const added = addOrigin(state, new URL(realmURL).origin);
@@ -236,6 +246,42 @@ function addRealmOrigins(state, realms) {
   return changed;
 }
 
+// --- the order of the session (pyauth_web/record.py) -------------------------------------------
+// The app's session record (IndexedDB, consistent across tabs and this worker) orders logouts,
+// removals and sign-ins by version. Every message and reply that gives this worker a token
+// carries `version`, the record version it was read at; messages also carry the record's marks:
+// `cleared` (the version of the last logout) and `since` (per realm, the version its current
+// session began or ended at). A token is kept only if no logout, and no removal or new session
+// of its realm, came after it (SessionRecord.accepts): whatever order the messages of different
+// tabs arrive in, nothing read before a logout brings a token back. A message without a version
+// comes from a page of an older bundle: taken as before.
+const isVersion = (v) => Number.isSafeInteger(v) && v >= 0;
+
+function accepts(state, version, realmURL) {
+  if (version === undefined) return true;
+  if (!isVersion(version)) return false;
+  return version >= state.order.cleared && version >= (state.order.since.get(realmURL) || 0);
+}
+
+// Raise the app's marks to what a message or the record says (they only grow). Returns whether
+// the logout mark rose.
+function noteOrder(state, cleared, since) {
+  const order = state.order;
+  let rose = false;
+  if (isVersion(cleared) && cleared > order.cleared) { order.cleared = cleared; rose = true; }
+  for (const [realmURL, at] of since instanceof Map ? since : Object.entries(since && typeof since === 'object' ? since : {})) {
+    if (!isRealm(realmURL) || !isVersion(at) || at <= (order.since.get(realmURL) || 0)) continue;
+    order.since.delete(realmURL);
+    order.since.set(realmURL, at);
+    if (order.since.size > MAX_REMOVED) {  // the oldest goes: refuse every version older than it
+      const [oldest, when] = order.since.entries().next().value;
+      order.since.delete(oldest);
+      order.cleared = Math.max(order.cleared, when);
+    }
+  }
+  return rose;
+}
+
 // The app a message is for: the one it names (protocol 2), or a protocol-1 page's own (never
 // for a client that joined an app by name: it speaks protocol 2).
 function appOf(msg, clientId) {
@@ -273,6 +319,7 @@ function applyMessage(msg, clientId) {
   const fp = isStr(msg.fp) ? msg.fp : null;
   switch (msg.type) {
     case MSG.HELLO:
+      changed = addRealmOrigins(state, msg.realms) || changed;  // asked for from the first paint
       // The page's stored session differs from the one this state was synced from (the host
       // wrote it on a page without the runtime, or a logout never reached this worker): drop the
       // copy; misses ask the page, which answers from storage.
@@ -286,6 +333,14 @@ function applyMessage(msg, clientId) {
       break;
     case MSG.SYNC_TOKENS: {
       if (!msg.tokens || typeof msg.tokens !== 'object') break;
+      noteOrder(state, msg.cleared, msg.since);
+      if (!state.legacy && msg.dpop && typeof msg.dpop === 'object') {  // the realms it declares bound
+        const declared = new Set(Object.keys(msg.dpop).filter((r) => isRealm(r) && msg.dpop[r] === true).slice(0, MAX_ORIGINS));
+        if ([...declared].some((r) => !state.dpopRealms.has(r)) || declared.size !== state.dpopRealms.size) {
+          state.dpopRealms = declared;
+          changed = true;
+        }
+      }
       changed = setSkew(state, msg.skew) || changed;
       changed = addRealmOrigins(state, msg.realms) || changed;
       const expires = (msg.expires && typeof msg.expires === 'object') ? msg.expires : {};
@@ -302,19 +357,27 @@ function applyMessage(msg, clientId) {
         }
       }
       for (const [realm, token] of Object.entries(msg.tokens)) {
-        if (putToken(state, realm, token, expires[realm], redirects[realm], Object.hasOwn(dpop, realm) && dpop[realm] === true)) changed = true;
+        if (!accepts(state, msg.version, realm)) changed = dropToken(state, realm) || changed;  // read before a logout
+        else if (putToken(state, realm, token, expires[realm], redirects[realm], Object.hasOwn(dpop, realm) && dpop[realm] === true)) changed = true;
         else if (!isRealm(realm) || !isStr(token) || !isExp(expires[realm])) changed = dropToken(state, realm) || changed;
       }
       break;
     }
     case MSG.SET_REALM_TOKEN:
+      if (isStr(msg.realmURL)) noteOrder(state, undefined, { [msg.realmURL]: msg.since });
       changed = setSkew(state, msg.skew) || changed;
-      changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect, msg.dpop) || changed;
+      if (accepts(state, msg.version, msg.realmURL)) {
+        changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect, msg.dpop) || changed;
+      }
       break;
     case MSG.REMOVE_REALM_TOKEN:
-      if (isStr(msg.realmURL)) changed = dropToken(state, msg.realmURL) || changed;
+      if (isStr(msg.realmURL)) {
+        noteOrder(state, undefined, { [msg.realmURL]: msg.version });
+        changed = dropToken(state, msg.realmURL) || changed;
+      }
       break;
     case MSG.CLEAR_TOKENS:  // this app's copy, and the spread of dropToken
+      noteOrder(state, msg.version, undefined);
       changed = clearTokens(state) || changed;
       break;
     case MSG.WORKER_TICKET:
@@ -345,7 +408,10 @@ let saving = Promise.resolve();
 function snapshot() {
   const out = {};
   for (const [app, s] of apps) {
-    out[app] = { tokens: Object.fromEntries(s.tokens), origins: [...s.origins], skew: s.skew, fp: s.fp };
+    out[app] = {
+      tokens: Object.fromEntries(s.tokens), origins: [...s.origins], skew: s.skew, fp: s.fp,
+      order: { cleared: s.order.cleared, since: Object.fromEntries(s.order.since) }, dpopRealms: [...s.dpopRealms],
+    };
   }
   return JSON.stringify({ apps: out, members: Object.fromEntries(members) });
 }
@@ -367,7 +433,12 @@ function save() {
   return queued;
 }
 
-function restore(saved, liveClients) {
+// What was saved comes back only as far as the session records (IndexedDB: written by the pages
+// before they tell any worker) still hold it: a token the app's record does not hold now (a
+// logout or removal this worker heard of but did not save before it was stopped, or never heard
+// of: a version installed while a page logged out) is not restored; nor is any token of an app
+// without a record (a page of an older bundle: its tabs answer the next miss).
+function restore(saved, liveClients, records) {
   if (!saved || typeof saved !== 'object') return;
   const savedApps = saved.apps && typeof saved.apps === 'object' ? saved.apps : {};
   for (const [app, s] of Object.entries(savedApps)) {
@@ -376,13 +447,20 @@ function restore(saved, liveClients) {
     const state = appState(app);
     setSkew(state, s.skew);
     if (isStr(s.fp)) state.fp = s.fp;
+    if (s.order && typeof s.order === 'object') noteOrder(state, s.order.cleared, s.order.since);
+    if (!state.legacy && Array.isArray(s.dpopRealms)) {
+      state.dpopRealms = new Set(s.dpopRealms.filter(isRealm).slice(0, MAX_ORIGINS));
+    }
     for (const origin of Array.isArray(s.origins) ? s.origins : []) {
       if (typeof origin === 'string' && originOf(origin) === origin) addOrigin(state, origin);
     }
+    const record = records.get(app);
     for (const [realm, e] of Object.entries(s.tokens && typeof s.tokens === 'object' ? s.tokens : {})) {
-      if (e && typeof e === 'object') putToken(state, realm, e.token, e.exp, e.redirect, e.dpop);
+      if (!e || typeof e !== 'object' || !record || record.tokens.get(realm) !== e.token) continue;
+      putToken(state, realm, e.token, e.exp, e.redirect, e.dpop);
     }
   }
+  for (const [app, record] of records) if (apps.has(app)) noteOrder(apps.get(app), record.cleared, record.since);
   const savedMembers = saved.members && typeof saved.members === 'object' ? saved.members : {};
   for (const [clientId, joined] of Object.entries(savedMembers)) {
     if (!liveClients.has(clientId) || !Array.isArray(joined)) continue;
@@ -390,12 +468,97 @@ function restore(saved, liveClients) {
   }
 }
 
+// --- the session records (IndexedDB, pyauth_web/record.py; the pages write them) ---------------
+const RECORD = Object.freeze({ DB: 'pyauth-web-session', STORE: 'records', CHANNEL: 'pyauth-web/session', NOTICE: 'record' });
+
+// app -> {version, cleared, since: Map, tokens: Map} of every record (an unreadable one is empty).
+function readRecords() {
+  return new Promise((resolve) => {
+    const out = new Map();
+    let open;
+    try { open = indexedDB.open(RECORD.DB, 1); } catch { resolve(out); return; }  // storage blocked
+    open.onupgradeneeded = () => { open.result.createObjectStore(RECORD.STORE); };
+    open.onerror = () => resolve(out);
+    open.onblocked = () => resolve(out);
+    open.onsuccess = () => {
+      const db = open.result;
+      try {
+        const store = db.transaction(RECORD.STORE, 'readonly').objectStore(RECORD.STORE);
+        const keys = store.getAllKeys();
+        const values = store.getAll();
+        values.onsuccess = () => {
+          db.close();
+          keys.result.forEach((app, i) => { if (isApp(app)) out.set(app, parseRecord(values.result[i])); });
+          resolve(out);
+        };
+        values.onerror = () => { db.close(); resolve(out); };
+      } catch { db.close(); resolve(out); }
+    };
+  });
+}
+
+function parseRecord(text) {
+  let r = null;
+  try { r = JSON.parse(typeof text === 'string' ? text : 'null'); } catch { /* unreadable */ }
+  const record = r && typeof r === 'object' && !Array.isArray(r) ? r : {};
+  const tokens = new Map();
+  for (const [realm, token] of Object.entries(record.tokens && typeof record.tokens === 'object' ? record.tokens : {})) {
+    if (isRealm(realm) && isStr(token)) tokens.set(realm, token);
+  }
+  const since = record.since && typeof record.since === 'object' ? record.since : {};
+  return { version: isVersion(record.version) ? record.version : 0, cleared: record.cleared, since, tokens };
+}
+
+// The app now holds nothing its record does not hold (a token whose realm the record holds
+// another token for, or none, goes: the next miss asks a page), and the record's marks.
+function followRecord(app, record) {
+  const state = apps.get(app);
+  if (!state) return false;
+  let changed = noteOrder(state, record.cleared, record.since);
+  for (const [realm, entry] of [...state.tokens]) {
+    if (record.tokens.get(realm) !== entry.token) changed = dropToken(state, realm) || changed;
+  }
+  if (changed) for (const other of apps.values()) if (other.legacy) changed = clearOne(other) || changed;
+  return changed;
+}
+
+// Read the records again and follow them: when this version activates (it may have started
+// while a page logged out, before any page listed it), and when a page says a session ended.
+let following = Promise.resolve();
+function followRecords(only) {
+  following = following.then(() => loaded).then(() => readRecords()).then((records) => {
+    let changed = false;
+    for (const app of only ? [only] : [...apps.keys()]) {
+      if (isLegacy(app)) continue;
+      changed = followRecord(app, records.get(app) || parseRecord(null)) || changed;
+    }
+    if (changed) return save();
+    return undefined;
+  }).catch(() => {});
+  return following;
+}
+
+// Created before anything is read: a notice posted after this moment reaches this worker; one
+// posted before it was posted after the record changed, which the read below then sees.
+const notices = new BroadcastChannel(RECORD.CHANNEL);
+notices.onmessage = (event) => {
+  const notice = event.data;
+  if (!notice || notice.type !== RECORD.NOTICE || !isApp(notice.app)) return;
+  const state = apps.get(notice.app);
+  if (state && notice.logout === true && isVersion(notice.version)) {  // drop everything at once
+    noteOrder(state, notice.version, undefined);
+    if (clearTokens(state)) save();
+  }
+  followRecords(notice.app);
+};
+
 let stateLoaded = false;
 const loaded = Promise.all([
   caches.open(STATE_CACHE).then((cache) => cache.match(STATE_KEY)).then((resp) => resp && resp.json()),
   scope.clients.matchAll({ includeUncontrolled: true, type: 'all' }).then((all) => new Set(all.map((c) => c.id))),
+  readRecords(),
 ])
-  .then(([saved, live]) => restore(saved, live))
+  .then(([saved, live, records]) => restore(saved, live, records))
   .catch(() => { /* an unreadable saved state is dropped */ })
   .finally(() => { stateLoaded = true; });
 
@@ -504,6 +667,7 @@ function takeReply(owner, reply, requestURL, startSeq) {
   if (!requestURL.startsWith(reply.realmURL)) return null;  // a token only for its own realm
   const state = appState(owner);
   if (state.clearedAt > startSeq || (state.removedAt.get(reply.realmURL) || 0) > startSeq) return null;
+  if (!accepts(state, reply.version, reply.realmURL)) return null;  // read before a logout or a removal
   const skewChanged = setSkew(state, reply.skew);
   if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect, reply.dpop) || skewChanged) save();
   const entry = state.tokens.get(reply.realmURL);
@@ -774,4 +938,4 @@ scope.addEventListener('fetch', (event) => {
 });
 
 scope.addEventListener('install', () => scope.skipWaiting());
-scope.addEventListener('activate', (event) => event.waitUntil(scope.clients.claim()));
+scope.addEventListener('activate', (event) => event.waitUntil(followRecords(null).then(() => scope.clients.claim())));

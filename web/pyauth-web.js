@@ -22,8 +22,9 @@
     PENDING: 'pending',
     ACK: 'ack',
   });
-  const PROTOCOL_VERSION = 2;  // the worker's acks carry its own: a mismatch is warned about once
+  const PROTOCOL_VERSION = 3;  // the worker's acks carry its own: a mismatch is warned about once
   const ACK_TIMEOUT_MS = 2000;  // a worker that does not acknowledge a message in time is not waited for
+  const RESEND_MS = 400;  // a message a worker has not acknowledged yet is posted to it again (a stopped worker lost it)
   const DEFAULT_STORAGE_KEY = 'pyauth-web:session';
   const EVENT = 'pyauth-web:event';  // the runtime's too (pyauth_web/protocol.py)
   const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';  // the memory snapshot's (see readSnapshot)
@@ -71,6 +72,65 @@
   /** @param {string} url @returns {any} a TrustedScriptURL where Trusted Types exist */
   const scriptURL = (url) => (scriptPolicy ? scriptPolicy.createScriptURL(url) : url);
 
+  // --- the session record (IndexedDB) ---------------------------------------------------------
+  // The app's session (tokens, refresh tokens, the versions that order logouts) as one JSON text
+  // per app, changed only in transactions: consistent across tabs and the worker, unlike
+  // localStorage (pyauth_web/record.py has the rules; this is only the storage). `update(fn)`
+  // runs fn(text) synchronously inside a read-write transaction and stores the text it returns
+  // (null: no change); whatever fn writes to localStorage is written inside the transaction.
+  const RECORD_DB = 'pyauth-web-session';
+  const RECORD_STORE = 'records';
+  const RECORD_CHANNEL = 'pyauth-web/session';  // notices that a session ended (pages and the worker)
+  /** @type {Promise<IDBDatabase> | null} */
+  let recordDB = null;
+  function openRecords() {
+    if (!recordDB) {
+      recordDB = new Promise((resolve, reject) => {
+        const open = indexedDB.open(RECORD_DB, 1);
+        open.onupgradeneeded = () => { open.result.createObjectStore(RECORD_STORE); };
+        open.onerror = () => reject(open.error);
+        open.onblocked = () => reject(new Error('pyauth-web: the session database is blocked'));
+        open.onsuccess = () => {
+          const db = open.result;
+          db.onversionchange = () => { db.close(); recordDB = null; };
+          db.onclose = () => { recordDB = null; };
+          resolve(db);
+        };
+      });
+      recordDB.catch(() => { recordDB = null; });
+    }
+    return recordDB;
+  }
+  // No timer bounds a transaction (a page's timers can be made to jump): it ends by itself, as
+  // IndexedDB transactions do (committed once nothing more is asked of it, or aborted), and an
+  // open that another connection blocks fails at once.
+  /** @param {IDBTransactionMode} mode @param {(store: IDBObjectStore, tx: IDBTransaction) => (() => any)} run */
+  function recordTransaction(mode, run) {
+    return openRecords().then((db) => new Promise((resolve, reject) => {
+      const tx = db.transaction(RECORD_STORE, mode);
+      const result = run(tx.objectStore(RECORD_STORE), tx);
+      tx.oncomplete = () => resolve(result());
+      tx.onabort = () => reject(tx.error || new Error('pyauth-web: session record transaction aborted'));
+    }));
+  }
+  const records = {
+    /** @returns {Promise<string | null>} the app's record (JSON text) as committed now */
+    read: () => recordTransaction('readonly', (st) => {
+      const req = st.get(app);
+      return () => (typeof req.result === 'string' ? req.result : null);
+    }),
+    /** @param {(text: string | null) => (string | null | undefined)} fn */
+    update: (fn) => recordTransaction('readwrite', (st, tx) => {
+      const req = st.get(app);
+      req.onsuccess = () => {
+        let next;
+        try { next = fn(typeof req.result === 'string' ? req.result : null); } catch { tx.abort(); return; }
+        if (typeof next === 'string') st.put(next, app);
+      };
+      return () => undefined;
+    }),
+  };
+
   // --- the bundle: what needs no other step is requested first -------------------------------
   // pyodide.js, the manifest and the cached snapshot, before the worker is registered or told
   // anything: a warm start waits on them, and nothing else waits on the worker's set-up.
@@ -82,7 +142,9 @@
     scriptLoaded.catch(() => {});  // each surfaces where it is awaited
     manifest.catch(() => {});
     const cached = useSnapshot ? readSnapshot() : Promise.resolve(null);
-    return { external, useSnapshot, scriptLoaded, manifest, cached };
+    // The app's session record (IndexedDB), read while Pyodide loads: the runtime starts from it.
+    const record = records.read().catch(() => null);
+    return { external, useSnapshot, scriptLoaded, manifest, cached, record };
   })();
 
   // --- service-worker requests, from the first moment ---------------------------------------
@@ -115,7 +177,7 @@
   function onWorkerMessage(event) {
     if (event.data && event.data.type === MSG.ACK) {
       if (event.source) ackedBy.add(event.source);
-      acknowledged(event.data.ack, event.data.v);
+      acknowledged(event.data.ack, event.data.v, event.source);
       return;
     }
     if (runtime) { runtime.handle_sw_message(event.data, event.ports[0]); return; }
@@ -148,7 +210,10 @@
   }
 
   const sw = 'serviceWorker' in navigator ? navigator.serviceWorker : null;
-  const hello = () => ({ type: MSG.HELLO, app, fp: fingerprint(), v: PROTOCOL_VERSION });
+  // `realms`: the realms this page may hold a token for (configured, or in storage, which the
+  // host may have written on a page without the runtime): the worker asks this page for their
+  // origins from the first paint, before the runtime has told it anything.
+  const hello = () => ({ type: MSG.HELLO, app, fp: fingerprint(), v: PROTOCOL_VERSION, realms: candidateRealms() });
   // The registration to message: the one data-sw registers (whatever the page's scope), else
   // whichever covers this page now (the host registers it itself). Never waited for unbounded.
   let registered = null;
@@ -245,7 +310,7 @@
   // worker being deployed must not miss a logout. Each acknowledges once it has applied and
   // saved the message; `flush()` waits (bounded) for the acknowledgements sent so far.
   const outstanding = new Set();
-  const waitingAcks = new Map();  // ack id -> {left: workers yet to answer, done()}
+  const waitingAcks = new Map();  // ack id -> called with each worker that acknowledged it
   let ackCount = 0;
   // Version skew (a deploy between this page's load and the worker's): a worker that acks with
   // another protocol version, or does not ack in time (older workers never did), makes the page
@@ -267,28 +332,57 @@
     updateAsked = true;
     currentRegistration().then((reg) => reg && reg.update()).catch(() => {});
   }
-  function acknowledged(id, version) {
+  function acknowledged(id, version, worker) {
     if (version !== PROTOCOL_VERSION && !versionWarned) {
       versionWarned = true;
       console.warn(`pyauth-web: the service worker speaks protocol ${version}, this page ${PROTOCOL_VERSION}: deploy sw.js and pyauth-web.js from the same bundle`);
       askForUpdate();
     }
     const waiter = waitingAcks.get(id);
-    if (waiter && --waiter.left <= 0) waiter.done();
+    if (waiter) waiter(worker);
   }
+  // A message goes to every worker of the registration, and is posted again (every RESEND_MS,
+  // within ACK_TIMEOUT_MS in all) to each that has not acknowledged it: a worker stopped while it
+  // handled it (the browser stops idle workers) lost it. Once all have acknowledged, a worker that
+  // appeared meanwhile (a deploy being installed) gets it too.
   function postToWorker(message) {
     const fp = fingerprint();  // storage as it is now, when the runtime posts
     const sent = currentRegistration().then((reg) => {
       if (!reg) return undefined;
-      const workers = [...new Set([reg.installing, reg.waiting, reg.active].filter(Boolean))];
       const id = `${app}#${++ackCount}`;
       const msg = { ...message, app, fp, ack: id, v: PROTOCOL_VERSION };
+      /** @type {Set<ServiceWorker>} */
+      const told = new Set();
+      /** @type {Set<ServiceWorker>} */
+      const left = new Set();  // told, not acknowledged yet
       return new Promise((resolve) => {
-        const timer = setTimeout(() => { unacknowledged(workers); done(); }, ACK_TIMEOUT_MS);
-        function done() { clearTimeout(timer); waitingAcks.delete(id); resolve(); }
-        waitingAcks.set(id, { left: workers.length, done });
-        for (const worker of workers) worker.postMessage(msg);
-        if (workers.length === 0) done();
+        /** @type {ReturnType<typeof setInterval> | undefined} */
+        let resend;
+        const deadline = setTimeout(() => finish(true), ACK_TIMEOUT_MS);
+        function finish(/** @type {boolean} */ late) {
+          clearTimeout(deadline);
+          clearInterval(resend);
+          waitingAcks.delete(id);
+          if (late && left.size > 0) unacknowledged([...left]);
+          resolve(undefined);
+        }
+        function tell() {
+          for (const worker of [reg.installing, reg.waiting, reg.active]) {
+            if (worker && !told.has(worker)) { told.add(worker); left.add(worker); worker.postMessage(msg); }
+          }
+          if (left.size === 0) finish(false);
+        }
+        waitingAcks.set(id, (/** @type {ServiceWorker} */ worker) => {
+          if (left.delete(worker) && left.size === 0) tell();
+        });
+        resend = setInterval(() => {
+          for (const worker of left) {
+            if (worker.state === 'redundant') left.delete(worker);  // replaced: it serves nothing
+            else worker.postMessage(msg);
+          }
+          if (left.size === 0) tell();
+        }, RESEND_MS);
+        tell();
       });
     });
     outstanding.add(sent);
@@ -493,7 +587,7 @@
     performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     performance.mark('pyauth-web:runtime-imported');
-    runtime = mod.start(config, postToWorker, dpopKeys);
+    runtime = mod.start(config, postToWorker, dpopKeys, records, await started.record);
     api.pyodide = pyodide;
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
@@ -541,13 +635,28 @@
     return pyodide;
   }
 
-  // Logout must work even when the runtime could not start: clear this app's storage (access and
-  // refresh tokens) and tell every worker, without Python.
+  // Logout must work even when the runtime could not start: the same logout in the session record
+  // (pyauth_web/record.py, SessionRecord.logout: the session emptied, `cleared` = the new version,
+  // so nothing read before it counts anywhere), this app's storage cleared inside that transaction
+  // (the refresh tokens an older bundle kept beside it too), then every tab and worker told.
   function clearWithoutRuntime() {
-    localStorage.removeItem(config.storageKey);
-    localStorage.removeItem(`${config.storageKey}:refresh`);
-    postToWorker({ type: MSG.CLEAR_TOKENS });
-    return Promise.all([flush(), dpopKeys.remove().catch(() => {})]).then(() => undefined);
+    let version = 0;
+    const logout = (/** @type {string | null} */ text) => {
+      let record = {};
+      try { record = JSON.parse(text || '{}') || {}; } catch { /* unreadable: start afresh */ }
+      if (typeof record !== 'object' || Array.isArray(record)) record = {};
+      const before = Number.isSafeInteger(record.version) && record.version >= 0 ? record.version : 0;
+      version = before + 1;
+      localStorage.removeItem(config.storageKey);
+      localStorage.removeItem(`${config.storageKey}:refresh`);
+      return JSON.stringify({ ...record, version, cleared: version, since: {}, tokens: {}, refresh: {}, emptied: Date.now() });
+    };
+    const recorded = records.update(logout).catch(() => { logout(null); });  // no database: storage at least
+    return recorded.then(() => {
+      try { new BroadcastChannel(RECORD_CHANNEL).postMessage({ type: 'record', app, version, logout: true }); } catch { /* no channel */ }
+      postToWorker({ type: MSG.CLEAR_TOKENS, version });
+      return Promise.all([flush(), dpopKeys.remove().catch(() => {})]);
+    }).then(() => undefined);
   }
 
   // A single-use URL that joins the client fetching it (a dedicated or shared worker, which
@@ -564,14 +673,14 @@
   const api = {
     ready: null,
     configure: (options) => call((rt) => { rt.configure(options); }),
-    setToken: (realmURL, token, refreshToken) => call((rt) => { rt.set_token(realmURL, token, refreshToken ?? undefined); }).then(flush),
-    removeToken: (realmURL) => call((rt) => { rt.remove_token(realmURL); }).then(flush),
+    setToken: (realmURL, token, refreshToken) => call((rt) => rt.set_token(realmURL, token, refreshToken ?? undefined)).then(flush),
+    removeToken: (realmURL) => call((rt) => rt.remove_token(realmURL)).then(flush),
     clearTokens: () => ready.then(
       () => call((rt) => rt.clear_tokens()).then(flush),
       () => clearWithoutRuntime(),
     ),
     // Re-read localStorage now (after the host wrote it in this tab) and tell the worker.
-    reload: () => call((rt) => { rt.reload(); }).then(flush),
+    reload: () => call((rt) => rt.reload()).then(flush),
     workerTicket,
     attach,
     getToken: (url) => call(async (rt) => (await rt.get_token(url)) ?? null),

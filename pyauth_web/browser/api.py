@@ -77,11 +77,11 @@ class PyAuthWeb:
             )
         )
 
-    def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
-        self.session.set_token(realm_url, token, refresh_token)
+    async def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
+        await self.session.set_token(realm_url, token, refresh_token)
 
-    def remove_token(self, realm_url: str) -> None:
-        self.session.remove_token(realm_url)
+    async def remove_token(self, realm_url: str) -> None:
+        await self.session.remove_token(realm_url)
 
     async def clear_tokens(self) -> None:
         """Log out: every token and refresh token of the app, and its DPoP key."""
@@ -98,9 +98,10 @@ class PyAuthWeb:
             raise ValueError(f"dpopProof: not an absolute http(s) URL: {url!r}")
         return await self.session.dpop.proof_for_host(str(method), target, nonce)
 
-    def reload(self) -> None:
-        """``pyauthWeb.reload()``: re-read the session now and tell the worker."""
-        self.session.storage_changed()
+    async def reload(self) -> None:
+        """``pyauthWeb.reload()``: the host wrote storage in this tab: read the session now
+        (taking the host's value into the record) and tell the worker."""
+        await self.session.resync(self.session.storage.seen, announce=True)
 
     # -- requests -----------------------------------------------------------------------------
     async def get_token(self, url: Any) -> str | None:

@@ -4,10 +4,11 @@
 - :func:`url_refresher`: ``POST`` to a token URL with credentials, JSON ``{token}`` back;
 - :class:`OAuthRefresher`: the OAuth 2.0 ``refresh_token`` grant (RFC 6749 §6), public client,
   with refresh-token rotation (the rule is the core's :class:`pyauth_web.oauth.RefreshTokenGrant`).
-  The refresh tokens live in ``localStorage`` beside the access tokens
-  (:class:`RefreshTokenStorage`, the format is :class:`pyauth_web.oauth.RefreshTokenMap`) so
-  that every tab uses the newest; the caller holds the cross-tab lock while this runs, so one
-  tab at a time reads, spends and replaces a refresh token.
+  The refresh tokens live in the app's session record beside the access tokens
+  (:class:`RefreshTokens`: the session, which read the record under the cross-tab lock), so
+  every tab spends the newest; one tab at a time reads and spends a refresh token, and the
+  rotated one is stored with the new access token in one transaction, only if the session is
+  still the one it belongs to (:meth:`pyauth_web.record.SessionRecord.refreshed`).
 
 All failures become :class:`~pyauth_web.refresh.RefreshError` so the coordinator can tell
 transient (network, 5xx, 429) from final (400 ``invalid_grant``, 401, 403) ones. The coordinator
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Container
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import js
@@ -94,50 +95,12 @@ def url_refresher(url: str) -> Refresher:
     return refresh
 
 
-def refresh_key(storage_key: str) -> str:
-    """The ``localStorage`` key of the refresh tokens beside the session ``storage_key``."""
-    return f"{storage_key}:refresh"
+class RefreshTokens(Protocol):
+    """Where the OAuth refresher finds refresh tokens (the session, as it read the record under
+    the cross-tab lock) and drops one the server refused."""
 
-
-class RefreshTokenStorage:
-    """:class:`pyauth_web.oauth.RefreshTokenMap` in ``localStorage[key]``: I/O only. Used by
-    every tab (logout and ``setToken`` change it whether or not the tab configured OAuth)."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def load(self) -> oauth.RefreshTokenMap:
-        raw = js.localStorage.getItem(self.key)
-        return oauth.RefreshTokenMap.loads(raw if isinstance(raw, str) else None)
-
-    def save(self, tokens: oauth.RefreshTokenMap) -> None:
-        raw = tokens.dumps()
-        if raw is None:
-            js.localStorage.removeItem(self.key)
-        else:
-            js.localStorage.setItem(self.key, raw)
-
-    def set(self, realm: str, refresh_token: str | None, access_token: str) -> None:
-        tokens = self.load()
-        tokens.set(realm, refresh_token, access_token)
-        self.save(tokens)
-
-    def remove(self, realm: str) -> None:
-        tokens = self.load()
-        tokens.remove(realm)
-        self.save(tokens)  # unreadable entries go too
-
-    def keep_only(self, realms: Container[str]) -> None:
-        """Drop the refresh tokens of realms whose session is gone (a logout the host wrote)."""
-        tokens = self.load()
-        gone = [realm for realm in tokens.realms() if realm not in realms]
-        if gone:
-            for realm in gone:
-                tokens.remove(realm)
-            self.save(tokens)
-
-    def clear(self) -> None:
-        js.localStorage.removeItem(self.key)
+    def refresh_tokens(self) -> oauth.RefreshTokenMap: ...
+    def refused(self, realm: str, refresh_token: str) -> Awaitable[None]: ...
 
 
 class TokenRequestProofs(Protocol):
@@ -151,14 +114,15 @@ class TokenRequestProofs(Protocol):
 class OAuthRefresher:
     """The ``refresh_token`` grant against the token endpoint: the rule (which refresh token,
     never one twice, what a reply means) is :class:`pyauth_web.oauth.RefreshTokenGrant`; this
-    class reads and writes the shared storage and sends the request. ``session_token(realm)``
-    reads the realm's current access token from shared storage."""
+    class sends the request. ``session_token(realm)`` is the realm's access token in the
+    record. The rotated refresh token is not stored here: :meth:`rotation` hands it to the
+    session, which stores it with the new access token."""
 
     def __init__(
         self,
         token_endpoint: str,
         client_id: str,
-        tokens: RefreshTokenStorage,
+        tokens: RefreshTokens,
         session_token: Callable[[str], str | None],
         scope: str | None = None,
         proofs: TokenRequestProofs | None = None,
@@ -167,10 +131,16 @@ class OAuthRefresher:
         self.tokens = tokens
         self._session_token = session_token
         self._proofs = proofs
+        self._rotations: dict[str, tuple[str, str]] = {}  # new access token -> (spent, rotated)
+
+    def rotation(self, token: str) -> tuple[str, str] | None:
+        """For the access token a refresh brought: the refresh token it spent and the one that
+        replaces it (once)."""
+        return self._rotations.pop(token, None)
 
     async def __call__(self, realm: str) -> str:
         # The newest refresh token, whichever tab rotated it, if it belongs to this session.
-        exchange = self.grant.start(realm, self.tokens.load(), self._session_token(realm))
+        exchange = self.grant.start(realm, self.tokens.refresh_tokens(), self._session_token(realm))
         req = exchange.request
         controller = js.AbortController.new()
         while True:
@@ -213,12 +183,20 @@ class OAuthRefresher:
                 Reason.TOKEN_ENDPOINT_REDIRECTED,
                 description=f"{req.url} answered with a redirect",
             )
-        # Under the cross-tab lock: the rotated refresh token and the access token it belongs
-        # to are stored together, unless the session changed meanwhile (logout, a new user).
-        tokens = self.tokens.load()
+        # The rotation is checked against the session as read under the lock; the session then
+        # stores the rotated refresh token with the access token, unless the record changed
+        # meanwhile (a logout, a new user: both are discarded).
+        tokens = self.tokens.refresh_tokens()
+        session = self._session_token(realm)
         try:
-            return self.grant.finish(
-                exchange, int(resp.status), body, tokens, self._session_token(realm)
-            )
-        finally:  # also a refused refresh token's removal
-            self.tokens.save(tokens)
+            access = self.grant.finish(exchange, int(resp.status), body, tokens, session)
+        except RefreshError as err:
+            if err.invalid_grant:  # no tab presents the refused refresh token again
+                await self.tokens.refused(realm, exchange.refresh_token)
+            raise
+        rotated = tokens.for_session(realm, access)
+        if rotated is not None:
+            self._rotations[access] = (exchange.refresh_token, rotated)
+            while len(self._rotations) > 8:  # bounded: a discarded result leaves its entry
+                del self._rotations[next(iter(self._rotations))]
+        return access

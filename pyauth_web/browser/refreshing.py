@@ -18,7 +18,7 @@ from pyauth_web.browser.events import AuthErrorRelay, Events
 from pyauth_web.browser.locks import web_lock
 from pyauth_web.browser.refreshers import (
     OAuthRefresher,
-    RefreshTokenStorage,
+    RefreshTokens,
     TokenRequestProofs,
     callback_refresher,
     url_refresher,
@@ -87,10 +87,14 @@ class Refreshing:
         except RefreshError:
             pass  # reported once through console:auth-error
 
+    def rotation(self, token: str) -> tuple[str, str] | None:
+        """The refresh token spent and the rotated one that came with ``token`` (OAuth only)."""
+        return None if self.oauth is None else self.oauth.rotation(token)
+
     def configure(
         self,
         options: Options,
-        refresh_tokens: RefreshTokenStorage,
+        refresh_tokens: RefreshTokens,
         session_token: Callable[[str], str | None],
         proofs: TokenRequestProofs | None = None,
     ) -> None:

@@ -27,15 +27,20 @@ from pyauth_web.browser.worker import TokenAnswers, WorkerLink
 from pyauth_web.options import parse_options
 from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, TokenStore
 
-START_OPTIONS = ("storageKey", "skew", "realms", "dpop", "refreshURL")
 _current: PyAuthWeb | None = None
 
 
 def start(
-    config: Any, post_to_worker: JsProxy, dpop_keys: JsProxy | None = None
+    config: Any,
+    post_to_worker: JsProxy,
+    dpop_keys: JsProxy | None = None,
+    records: JsProxy | None = None,
+    record: str | None = None,
 ) -> PyAuthWeb:
     """Start the runtime from the loader's config ``{storageKey, skew, realms, refreshURL, ...}``
-    (the loader's own keys are ignored here); ``dpop_keys`` is the loader's DPoP key store.
+    (the loader's own keys are ignored here); ``dpop_keys`` is the loader's DPoP key store,
+    ``records`` its session-record store and ``record`` the app's record as the loader read it
+    (JSON text, or ``None``).
     A bad ``data-skew`` or ``data-realms`` entry is warned about and left out; a bad
     ``data-refresh-url`` fails the start with its error."""
     global _current
@@ -63,7 +68,8 @@ def start(
             events.warn(f"ignoring configured realm: {exc}")
     app = cfg.get("storageKey") or DEFAULT_STORAGE_KEY
     proofs = Proofs(dpop_keys, store.clock)
-    session = Session(app, store, realms, WorkerLink(post_to_worker), events, proofs)
+    text = record if isinstance(record, str) else None
+    session = Session(app, store, realms, WorkerLink(post_to_worker), events, proofs, records, text)
     answers = TokenAnswers(app, session)
     bound = []
     for realm in cfg.get("dpop") or []:  # data-dpop: before the first sync, so no Bearer slips out

@@ -1,9 +1,14 @@
-"""The app's session in this tab: the token store, its refresh, and what changes it.
+"""The app's session in this tab: what this tab holds of the session record, and what changes it.
 
 :class:`Session` implements :class:`~pyauth_web.browser.source.TokenSource` (fetch, SSE,
-WebSocket) and :class:`~pyauth_web.browser.worker.AnswerSource`; it carries out ``setToken``,
-``removeToken``, ``clearTokens``, storage changes and ``configure``, and tells storage, the
-worker, the timers and the host. Storage is the truth: it re-reads before it answers."""
+WebSocket) and :class:`~pyauth_web.browser.worker.AnswerSource`. The session record
+(:mod:`pyauth_web.record`, in IndexedDB) is the authority: ``setToken``, ``removeToken``,
+``clearTokens`` and refresh results are each one transaction on it (a refresh result is kept
+only if the realm still holds the token it replaced), and this tab follows the record it read or
+committed (:meth:`Session.follow`): its token store, refresh episodes, timers, the worker and the
+host's events. ``localStorage`` is the host's copy: a value the host wrote there is taken into
+the record (:mod:`~pyauth_web.browser.following`).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,18 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pyauth_web import protocol
-from pyauth_web.browser import handoff, urls
+from pyauth_web.browser import urls
 from pyauth_web.browser.events import Events
+from pyauth_web.browser.following import Following
 from pyauth_web.browser.proofs import Binding, Proofs
+from pyauth_web.browser.records import Records
+from pyauth_web.browser.refresh_record import RecordedRefresh
 from pyauth_web.browser.refreshing import Refreshing
 from pyauth_web.browser.storage import SessionStorage
 from pyauth_web.browser.timers import RefreshTimers
 from pyauth_web.browser.worker import WorkerLink
 from pyauth_web.options import Options
+from pyauth_web.record import SessionRecord
 from pyauth_web.refresh import Reason, RefreshCoordinator, RefreshError
 from pyauth_web.tokens import TokenStore
 
@@ -27,18 +36,21 @@ from pyauth_web.tokens import TokenStore
 class Session:
     def __init__(
         self, app: str, store: TokenStore, realms: list[str], worker: WorkerLink, events: Events,
-        proofs: Proofs | None = None,
+        proofs: Proofs | None = None, records: Any = None, record: str | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.realms = realms  # the configured realms (the worker asks for their origins)
         self.worker = worker
         self.events = events
-        lag = lambda realm: events.emit("storage-lag", realmURL=realm)  # noqa: E731
-        self.storage = SessionStorage(app, store, events.warn, handoff.Handoff(app), lag)
+        self.warn = events.warn
+        self.storage = SessionStorage(app)
+        self.records = Records(app, records, self.storage.write, events.warn)
+        self.record = SessionRecord.loads(record)  # as this tab last read or committed it
         self.redirects: dict[str, protocol.Redirect] = {}  # the host's overrides, by realm
         fail = lambda error: self.coordinator.fail(error)  # noqa: E731 - rebuilt by configure
-        self.dpop = Binding(store, proofs or Proofs(None, store.clock), fail, self.session_token)
+        token = lambda realm: self.record.tokens.get(realm)  # noqa: E731 - as read under the lock
+        self.dpop = Binding(store, proofs or Proofs(None, store.clock), fail, token)
         # DPoP (TokenSource, AnswerSource): which tokens are bound, and the headers that send them
         self.uses_dpop = self.dpop.uses_dpop
         self.auth_headers = self.dpop.auth_headers
@@ -47,10 +59,9 @@ class Session:
         self.refreshes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.refreshing = Refreshing(
-            app, store, events, reread=self._reread, on_success=self._refreshed, spawn=self.spawn
+            app, store, events, reread=lambda realm: self.recorded.reread(realm),
+            on_success=lambda realm, token: self.recorded.stored(realm, token), spawn=self.spawn,
         )
-        self.warn = events.warn
-        self.token_of = self.storage.token
         self.can_refresh = self.refreshing.can_refresh
         self.refresh = self.refreshing.refresh
         self.timers = RefreshTimers(
@@ -61,15 +72,27 @@ class Session:
             start_refresh=self.refreshing.start,
             on_prewarm=lambda realms: events.emit("prewarm", realms=realms),
         )
+        self.following = Following(self)
+        self.resync = self.following.resync
+        self.storage_changed = self.following.storage_changed
+        self.recorded = RecordedRefresh(
+            self.records, self.following, lambda: self.record, self.now_ms,
+            self.refreshing.rotation, self._stored_refresh,
+        )
+        self.session_token = self.recorded.session_token
 
     def start(self) -> None:
-        """Load the stored session, arm the timers and tell the worker."""
-        self.storage.on_change(self.storage_changed)
-        self.timers.listen(self.follow_storage)
-        self.storage.load(report=True)
-        self.timers.plan_all()
-        self.timers.schedule()
-        self.sync_worker()
+        """Follow the record the loader read (and what the host wrote to storage meanwhile),
+        arm the timers and tell the worker."""
+        self.following.start()
+
+    def now_ms(self) -> float:
+        return self.store.clock() * 1000
+
+    @property
+    def version(self) -> int:
+        """The version of the record this tab holds (sent with every token it gives out)."""
+        return self.record.version
 
     # -- TokenSource ----------------------------------------------------------------------------
     @property
@@ -83,8 +106,13 @@ class Session:
         entry = self.store.lookup(url)
         return entry.token if entry else None
 
+    def token_of(self, realm: str) -> str | None:
+        entry = self.store.entries().get(realm)
+        return entry.token if entry else None
+
     async def get_token(self, url: Any) -> str | None:
-        self.follow_storage()
+        if self.storage.changed():  # the host wrote storage in this tab: follow it first
+            await self.resync(self.storage.seen)
         match = urls.for_matching(url)
         if match is None:
             return None
@@ -117,78 +145,35 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- refresh ------------------------------------------------------------------------------
+    # -- refresh (under the cross-tab lock) -----------------------------------------------------
     @property
     def coordinator(self) -> RefreshCoordinator:
         return self.refreshing.coordinator
 
-    async def _reread(self, realm: str) -> str | None:  # under the lock; awaits a sibling's
-        token = await self.storage.reread(realm)
-        self.timers.plan_all()
-        return token
-
-    def session_token(self, realm: str) -> str | None:
-        """The realm's stored access token now (OAuth pairs refresh tokens with it)."""
-        self._load()
-        return self.token_of(realm)
-
-    def _refreshed(self, realm: str, token: str) -> Coroutine[Any, Any, None] | None:
-        """Store a refreshed token (under the cross-tab lock, held until the hand-off ends)."""
-        self._load()
-        if realm not in self.store.entries():  # logged out in another tab meanwhile
-            raise RefreshError(realm, Reason.LOGGED_OUT)
-        replaced = self.token_of(realm)
-        entry = self.store.set(realm, token)
-        self.storage.persist()
+    def _stored_refresh(self, record: SessionRecord, realm: str) -> None:
+        """A refresh of this tab's is in the record."""
         self.refreshes += 1
-        self.worker.set_token(entry, self.store.skew, self.redirects, self.uses_dpop(entry))
+        self._took(record, realm, "token-refreshed")
+        self.events.refreshed(realm)
+
+    def _took(self, record: SessionRecord, realm: str, kind: str) -> None:
+        """This tab's own new token for ``realm`` is in ``record``: follow it, tell the worker,
+        plan its refresh, tell the host."""
+        self.following.follow(record, mine=frozenset({realm}))
+        entry = self.store.entries()[realm]
+        self.worker.set_token(entry, self.store.skew, self.redirects, self.uses_dpop(entry), record)
         self.timers.plan(entry)
         self.timers.schedule()
-        self.events.emit("token-refreshed", realmURL=realm, exp=entry.exp)
-        self.events.refreshed(realm)
-        if replaced is None or replaced == token:  # a sibling's token: nothing replaced
-            return None
-        return self.storage.handoff.replaced(realm, replaced)
+        self.events.emit(kind, realmURL=realm, exp=entry.exp)
 
-    # -- changes ------------------------------------------------------------------------------
-    def _load(self) -> None:
-        self.storage.load()
-        self.timers.plan_all()
-
-    def follow_storage(self) -> None:
-        """Notice a write the host made in this tab (no ``storage`` event fires there)."""
-        if self.storage.changed():
-            self.storage_changed()
-
-    def storage_changed(self) -> None:
-        """The stored session changed outside this runtime (the host, another tab): follow it
-        and tell the worker (which applies a sync only when it changes the app's state)."""
-        before = self.store.entries()
-        self._load()
-        after = self.store.entries()
-        # A session the host removed takes its refresh token with it (a replaced one keeps its
-        # entry, unused: the pairing refuses it; only a refresh under the lock rewrites one).
-        self.storage.refresh_tokens().keep_only(set(after))
-        if any(realm not in after for realm in before):  # logout or removal in another tab
-            self.coordinator.cancel_all(Reason.LOGGED_OUT)
-        if before != after:  # a logout deletes the DPoP key, a sign-in may make a new one
-            self.dpop.session_changed()
-        for realm, entry in after.items():
-            if before.get(realm) != entry:
-                self.coordinator.reset(realm)
-                if realm in before:  # a newer token for a realm we had: hosts may refetch
-                    self.events.refreshed(realm)
-        self.timers.schedule()
-        self.sync_worker()
-        self.events.emit("storage-sync", realms=list(after))
-
+    # -- the worker -----------------------------------------------------------------------------
     def sync_worker(self) -> None:
-        """Send the app's whole state (as stored now) to the worker."""
-        if self.storage.changed():
-            self._load()
-        self.worker.sync(self.store, self.realms, self.redirects, self.dpop.bound_realms())
+        """Send the app's whole state (as this tab holds it) to the worker."""
+        dpop = self.dpop.bound_realms() | self.dpop.realms
+        self.worker.sync(self.store, self.realms, self.redirects, dpop, self.record)
 
-    def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
+    # -- the host's changes ---------------------------------------------------------------------
+    async def set_token(self, realm_url: str, token: str, refresh_token: str | None = None) -> None:
         """A new session for the realm. Its refresh token, if any, is stored paired with
         ``token``; without one, the realm's previous refresh token is dropped (it belonged to
         the previous session, maybe another user's)."""
@@ -196,38 +181,42 @@ class Session:
             raise ValueError("call configure({oauth: ...}) before passing a refresh token")
         if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
             raise ValueError(f"refreshToken must be a non-empty string, got {refresh_token!r}")
-        entry = self.store.set(realm_url, token)
+        entry = self.following.scratch().set(realm_url, token)  # checks the realm and the JWT
+        now = self.now_ms()
+        record, _ = await self.records.change(
+            self.record, lambda r: r.set_session(entry.realm, entry.token, refresh_token, now)
+        )
         self.coordinator.reset(entry.realm)
         self.dpop.session_changed()
-        self.storage.persist()
-        self.storage.refresh_tokens().set(entry.realm, refresh_token, entry.token)
-        self.worker.set_token(entry, self.store.skew, self.redirects, self.uses_dpop(entry))
-        self.timers.plan(entry)
-        self.timers.schedule()
-        self.events.emit("token-set", realmURL=entry.realm, exp=entry.exp)
+        self._took(record, entry.realm, "token-set")
 
-    def remove_token(self, realm_url: str) -> None:
+    async def remove_token(self, realm_url: str) -> None:
         realm = self.store.canonical_realm(realm_url)
-        self.store.remove(realm)
+        now = self.now_ms()
+        record, _ = await self.records.change(self.record, lambda r: r.remove(realm, now))
+        self.records.notify(record, logout=False)
         self.coordinator.cancel_all(Reason.LOGGED_OUT)
         self.coordinator.reset(realm)
-        self.storage.persist()
-        self.storage.refresh_tokens().remove(realm)  # every credential of the realm, any tab
+        self.following.follow(record, mine=frozenset({realm}))
         self.timers.forget(realm)
-        self.worker.remove_token(realm)
+        self.worker.remove_token(realm, record.version)
         self.events.emit("token-removed", realmURL=realm)
 
-    def clear_tokens(self) -> Coroutine[Any, Any, None]:
-        """Log out; returns the deletion of the app's DPoP key, for the caller to await."""
-        self.store.clear()
+    async def clear_tokens(self) -> None:
+        """Log out: every token and refresh token in the record (this commit orders it before
+        anything any tab writes after it), every tab and worker told, the app's DPoP key
+        deleted."""
+        now = self.now_ms()
+        record, _ = await self.records.change(self.record, lambda r: r.logout(now))
+        self.storage.drop_legacy_refresh()
+        self.records.notify(record, logout=True)
         self.coordinator.clear()
-        self.storage.persist()
-        self.storage.refresh_tokens().clear()  # every refresh token, whatever this tab set up
+        self.following.follow(record, mine=frozenset(self.store.entries()))
         self.timers.forget()
         self.timers.schedule()
-        self.worker.clear()
+        self.worker.clear(record.version)
         self.events.emit("tokens-cleared")
-        return self.dpop.logged_out()
+        await self.dpop.logged_out()
 
     def apply(self, options: Options) -> None:
         """``configure()``: options already checked (:func:`pyauth_web.options.parse_options`),
@@ -240,9 +229,7 @@ class Session:
             self.store.skew = options.skew
         if options.jitter is not None:
             self.timers.jitter = options.jitter
-        self.refreshing.configure(
-            options, self.storage.refresh_tokens(), self.session_token, proofs=self.dpop
-        )
+        self.refreshing.configure(options, self.recorded, self.session_token, proofs=self.dpop)
         self.timers.forget()  # skew or jitter may have changed
         self.timers.plan_all()
         self.timers.schedule()

@@ -1,113 +1,76 @@
-"""The stored session in ``localStorage`` (the shared truth of every tab of the app).
+"""The session in ``localStorage``: the host's way in and out, not the authority.
 
-:class:`SessionStorage` loads it into the core's :class:`~pyauth_web.tokens.TokenStore`,
-persists the store, notices writes it did not make (the ``storage`` event from other tabs; a
-re-read before answering in this tab, where no event fires) and hands the realms' refresh
-tokens out (:class:`~pyauth_web.browser.refreshers.RefreshTokenStorage`, same app key).
+The authority is the app's session record (:mod:`pyauth_web.browser.records`); ``localStorage``
+holds its *mirror* (``{realmURL: token}``, written inside each record transaction) for the host
+to read, and the host may write it itself (its own sign-in, its own logout). This module reads
+the stored value, writes the mirror, notices changes it did not make (the ``storage`` event from
+other tabs, with the value before; a re-read in this tab, where no event fires) and removes what
+an older bundle kept beside it (refresh tokens in ``storageKey + ':refresh'``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import js
 from pyodide.ffi.wrappers import add_event_listener
 
-from pyauth_web.browser import handoff
-from pyauth_web.browser.refreshers import RefreshTokenStorage, refresh_key
-from pyauth_web.tokens import TokenStore
+from pyauth_web.oauth import RefreshTokenMap
+
+
+def legacy_refresh_key(storage_key: str) -> str:
+    """Where bundles before the session record kept the OAuth refresh tokens."""
+    return f"{storage_key}:refresh"
 
 
 class SessionStorage:
-    def __init__(
-        self,
-        key: str,
-        store: TokenStore,
-        warn: Callable[[str], None],
-        hand: handoff.Handoff,
-        on_lag: Callable[[str], None],
-    ) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.store = store
-        self.handoff = hand
-        self._on_lag = on_lag  # told when this tab waits for a sibling's token
-        self._warn = warn
-        self._raw: str | None = None  # the stored session as last read or written
-        self._waiters: set[asyncio.Future[None]] = set()
+        self.seen: str | None = None  # the stored value of the session this tab follows
 
     def read_raw(self) -> str | None:
         raw = js.localStorage.getItem(self.key)
         return raw if isinstance(raw, str) else None
 
     def changed(self) -> bool:
-        """Storage holds something else than what this tab last read or wrote."""
-        return self.read_raw() != self._raw
+        """Storage holds something else than the session this tab follows."""
+        return self.read_raw() != self.seen
 
-    def load(self, report: bool = False) -> None:
-        """Replace the store's contents with the stored session (bad entries dropped; with
-        ``report``, warned about)."""
-        self._raw = self.read_raw()
-        problems = self.store.loads(self._raw)
-        if problems and report:
-            self._warn("; ".join(problems))
+    def write(self, stored: str | None) -> None:
+        """Make storage hold ``stored`` (the record's mirror), if it holds something else. (What
+        this tab has *seen* changes only once it follows the record: ``seen``.)"""
+        if self.read_raw() != stored:
+            if stored is None:
+                js.localStorage.removeItem(self.key)
+            else:
+                js.localStorage.setItem(self.key, stored)
 
-    def token(self, realm: str) -> str | None:
-        entry = self.store.entries().get(realm)
-        return entry.token if entry else None
+    def take_legacy_refresh(self) -> RefreshTokenMap | None:
+        """The refresh tokens an older bundle kept in ``localStorage``, removed from there
+        (``None``: there were none). They move into the record: one place holds them."""
+        key = legacy_refresh_key(self.key)
+        raw = js.localStorage.getItem(key)
+        if not isinstance(raw, str):
+            return None
+        js.localStorage.removeItem(key)
+        return RefreshTokenMap.loads(raw)
 
-    async def reread(self, realm: str) -> str | None:
-        """Load the stored session and return the realm's token, read under the cross-tab lock.
-        When a sibling's refresh has replaced the token this tab reads (its copy of storage
-        lags: see :mod:`~pyauth_web.browser.handoff`), wait for the new one first (bounded)."""
-        self.load()
-        token = self.token(realm)
-        if token is not None and await self.handoff.was_replaced(realm, token):
-            self.load()  # the storage event may have come meanwhile
-            if self.token(realm) == token:
-                self._on_lag(realm)
-                await self.next_change(handoff.WAIT)
-                self.load()
-        return self.token(realm)
+    def has_legacy_refresh(self) -> bool:
+        return isinstance(js.localStorage.getItem(legacy_refresh_key(self.key)), str)
 
-    def persist(self) -> None:
-        if self.store.entries():
-            self._raw = self.store.dumps()
-            js.localStorage.setItem(self.key, self._raw)
-        else:
-            self._raw = None
-            js.localStorage.removeItem(self.key)
+    def drop_legacy_refresh(self) -> None:
+        js.localStorage.removeItem(legacy_refresh_key(self.key))
 
-    def refresh_tokens(self) -> RefreshTokenStorage:
-        """The realms' refresh tokens (whether or not this tab configured OAuth: logout and new
-        sessions change them in every tab)."""
-        return RefreshTokenStorage(refresh_key(self.key))
-
-    def on_change(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when another tab changes the session (or clears all storage: the
-        event's key is then null). The listener lives as long as the page."""
+    def on_change(self, callback: Callable[[str | None], None]) -> None:
+        """``callback(before)`` when another tab changes the session (``before``: the value it
+        replaced), or clears all storage (the event's key is then null; ``before`` unknown).
+        The listener lives as long as the page."""
 
         def on_storage(event: Any) -> None:
             if isinstance(event.key, str) and event.key != self.key:
                 return
-            callback()
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            old = event.oldValue if isinstance(event.key, str) else None
+            callback(old if isinstance(old, str) else None)
 
         add_event_listener(js.window, "storage", on_storage)
-
-    async def next_change(self, timeout: float) -> bool:
-        """Wait for another tab's next change of the session (its ``storage`` event), at most
-        ``timeout`` seconds; whether it came."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self._waiters.discard(waiter)

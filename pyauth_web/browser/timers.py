@@ -118,7 +118,7 @@ class RefreshTimers:
         self.schedule(after_check=True)
 
     # -- wake-ups and the pre-warm ------------------------------------------------------------
-    def listen(self, on_wake: Callable[[], None]) -> None:
+    def listen(self, on_wake: Callable[[], object]) -> None:
         """focus / visibilitychange / pageshow / online: ``on_wake()``, then :meth:`wake`.
         The listeners live as long as the page."""
 

@@ -7,7 +7,7 @@ them to every worker of the registration.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Container, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 from pyodide.ffi import JsProxy
@@ -29,24 +29,26 @@ class WorkerLink:
         store: TokenStore,
         realms: list[str],
         redirects: Mapping[str, protocol.Redirect],
-        dpop: Container[str] = frozenset(),
+        dpop: Iterable[str],
+        order: protocol.Order,
     ) -> None:
-        self._post(plain(protocol.sync_tokens(store, realms, redirects, dpop)))
+        self._post(plain(protocol.sync_tokens(store, realms, redirects, dpop, order)))
 
     def set_token(
         self,
         entry: TokenEntry,
         skew: float,
         redirects: Mapping[str, protocol.Redirect],
-        dpop: bool = False,
+        dpop: bool,
+        order: protocol.Order,
     ) -> None:
-        self._post(plain(protocol.set_realm_token(entry, skew, redirects, dpop)))
+        self._post(plain(protocol.set_realm_token(entry, skew, redirects, dpop, order)))
 
-    def remove_token(self, realm: str) -> None:
-        self._post(plain(protocol.remove_realm_token(realm)))
+    def remove_token(self, realm: str, version: int) -> None:
+        self._post(plain(protocol.remove_realm_token(realm, version)))
 
-    def clear(self) -> None:
-        self._post(plain(protocol.clear_tokens()))
+    def clear(self, version: int) -> None:
+        self._post(plain(protocol.clear_tokens(version)))
 
 
 class AnswerSource(Protocol):
@@ -56,8 +58,11 @@ class AnswerSource(Protocol):
     def store(self) -> TokenStore: ...
     @property
     def redirects(self) -> Mapping[str, protocol.Redirect]: ...
+    @property
+    def version(self) -> int: ...
 
-    def follow_storage(self) -> None: ...
+    def storage_changed(self) -> bool: ...
+    def resync(self) -> Awaitable[Any]: ...
     def uses_dpop(self, entry: TokenEntry) -> bool: ...
     def dpop_key_ok(self, entry: TokenEntry) -> Awaitable[bool]: ...
     def can_refresh(self, realm: str) -> bool: ...
@@ -69,7 +74,9 @@ class AnswerSource(Protocol):
 class TokenAnswers:
     """Answers ``request-realm-token`` on the port the worker sent: the fresh token, or
     ``pending`` then the token after a refresh, or ``{app}`` (no token: the request falls
-    through). A refresh that ends in a logout answers ``{app}``: no resurrection."""
+    through). A refresh that ends in a logout answers ``{app}``: no resurrection. When storage
+    changed in this tab (the host wrote it), the answer waits for the session to be read again
+    (``pending`` first): never an answer from a session the host replaced or removed."""
 
     def __init__(self, app: str, source: AnswerSource) -> None:
         self.app = app
@@ -87,7 +94,18 @@ class TokenAnswers:
             return
         self.counters["token_requests"] += 1
         src = self.source
-        src.follow_storage()  # never answer from a session the host replaced or removed
+        if src.storage_changed():  # (the hot path reads one localStorage value, nothing more)
+            port.postMessage(plain(protocol.pending(self.app)))
+            src.spawn(self._after_resync(url, message, port))
+            return
+        self._answer(url, message, port)
+
+    async def _after_resync(self, url: str, message: Any, port: Any) -> None:
+        await self.source.resync()
+        self._answer(url, message, port)
+
+    def _answer(self, url: str, message: Any, port: Any) -> None:
+        src = self.source
         entry = src.store.lookup(url)
         if entry is not None and protocol.asks_for_key_check(message) and src.uses_dpop(entry):
             port.postMessage(plain(protocol.pending(self.app)))  # the worker has no DPoP key
@@ -116,5 +134,7 @@ class TokenAnswers:
             self.counters["answered_with_token"] += 1
         src = self.source
         dpop = entry is not None and src.uses_dpop(entry)
-        reply = protocol.token_reply(entry, self.app, src.redirects, src.store.skew, dpop)
+        reply = protocol.token_reply(
+            entry, self.app, src.redirects, src.store.skew, dpop, src.version
+        )
         port.postMessage(plain(reply))

@@ -153,17 +153,20 @@ def sign_in(page: Page, op: Provider, servers: Servers) -> dict[str, Any]:
 
 @contextmanager
 def running_provider(
-    redirect: str, resource: str, ttl: int = ACCESS_TTL, *, nonce: bool = False
+    redirect: str, resource: str, ttl: int = ACCESS_TTL, *, nonce: bool = False,
+    refresh_ttl: int | None = None,
 ) -> Iterator[Provider]:
     """The provider for ``resource`` (its JWT access tokens' audience); with ``nonce`` every
-    DPoP proof must carry a nonce it gave."""
+    DPoP proof must carry a nonce it gave; with ``refresh_ttl`` the access tokens of the
+    refresh_token grant live that long (the code exchange's: ``ttl``)."""
     node = shutil.which("node")
     if node is None or not (OP_DIR / "node_modules" / "oidc-provider").exists():
         pytest.fail("oidc-provider is not installed: run `npm ci` in tests/oidc (make test does)")
     port = free_port()
     args = [node, "server.mjs", str(port), CLIENT_ID, redirect, resource, str(ttl)]
+    flags = [*(["nonce"] if nonce else []), *([f"refresh-ttl={refresh_ttl}"] if refresh_ttl else [])]
     proc = subprocess.Popen(
-        [*args, *(["nonce"] if nonce else [])],
+        [*args, *flags],
         cwd=OP_DIR, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     op = Provider(proc, f"http://127.0.0.1:{port}")

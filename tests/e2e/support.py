@@ -23,7 +23,8 @@ from playwright.sync_api import BrowserContext, Page
 from pyauth_web.demo.browser import load_playwright_config, stop_service_workers
 from pyauth_web.demo.common import RealmLog
 from pyauth_web.demo.servers import Issuer, ServerThread, host_app
-from pyauth_web.protocol import STATE_CACHE
+from pyauth_web.protocol import RECORD_DB, RECORD_STORE, STATE_CACHE
+from pyauth_web.record import SessionRecord
 from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY
 
 PAGES = Path(__file__).with_name("pages")
@@ -156,7 +157,30 @@ def set_token(page: Page, realm: str, token: str) -> None:
     page.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [realm, token])
 
 REFRESH_KEY = STORAGE_KEY + ":refresh"
-"""Where the runtime keeps refresh tokens, beside the session."""
+"""Where bundles before the session record kept refresh tokens (moved into the record now)."""
+SESSION_RECORD = """([db, store, app]) => new Promise((resolve, reject) => {
+  const open = indexedDB.open(db, 1);
+  open.onupgradeneeded = () => { open.result.createObjectStore(store); };
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const conn = open.result;
+    const req = conn.transaction(store).objectStore(store).get(app);
+    req.onsuccess = () => { conn.close(); resolve(typeof req.result === 'string' ? req.result : null); };
+    req.onerror = () => { conn.close(); reject(req.error); };
+  };
+})"""
+
+
+def session_record(page: Page, app: str = STORAGE_KEY) -> SessionRecord:
+    """The app's session record (IndexedDB) as ``page`` reads it now."""
+    return SessionRecord.loads(page.evaluate(SESSION_RECORD, [RECORD_DB, RECORD_STORE, app]))
+
+
+def stored_refresh(page: Page, app: str = STORAGE_KEY) -> dict[str, Any] | None:
+    """The refresh tokens the app's session record holds, ``{realm: {refresh_token, session}}``
+    (``None``: none at all). The record is the one place they are kept."""
+    raw = session_record(page, app).refresh.dumps()
+    return None if raw is None else dict(json.loads(raw))
 HELLO_WITH_ACK = """(app) => new Promise((resolve) => {
   navigator.serviceWorker.addEventListener('message', (e) => { if (e.data && e.data.ack === 'probe') resolve(true); });
   navigator.serviceWorker.startMessages();

@@ -34,18 +34,17 @@ def test_a_tab_that_goes_away_mid_refresh_does_not_block_the_others(
     endpoint.hang_next = 1  # the first refresh (tab A's) never answers
     try:
         a, b = open_app(new_page(), servers), open_app(new_page(), servers)
-        for tab in (a, b):
-            tab.evaluate(
-                "(o) => pyauthWeb.configure(o)",
-                {"refreshURL": endpoint.origin + "/refresh", "refreshTimeout": REFRESH_TIMEOUT,
-                 "lockTimeout": LOCK_TIMEOUT, "retry": {"attempts": 1}},
-            )
+        options = {"refreshURL": endpoint.origin + "/refresh", "refreshTimeout": REFRESH_TIMEOUT,
+                   "lockTimeout": LOCK_TIMEOUT, "retry": {"attempts": 1}}
+        a.evaluate("(o) => pyauthWeb.configure(o)", options)
         stale = servers.token(ttl=STALE_TTL)  # inside the skew margin: getToken must refresh
         a.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, stale])
         b.wait_for_function("async () => (await pyauthWeb.state()).tokens.length === 1")
 
         a.evaluate(START_GET, servers.realm)  # A takes the lock; its request hangs
         wait_until(lambda: len(endpoint.posts()) == 1, 5, "tab A's refresh request")
+        # (B gets its refresher only now: its own proactive refresh must not take the lock first)
+        b.evaluate("(o) => pyauthWeb.configure(o)", options)
         b.evaluate(START_GET, servers.realm)  # B waits for A's lock
         time.sleep(0.3)  # B is queued on the lock (nothing observable to wait on)
         assert len(endpoint.posts()) == 1

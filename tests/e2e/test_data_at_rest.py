@@ -1,5 +1,6 @@
 """Issue 10 item 4: data at rest. While signed in, the access token is only where the README
-says (localStorage, the worker's saved state) and never in the memory snapshot; after
+says (the session record in IndexedDB, its localStorage mirror, the worker's saved state; the
+refresh token in the record only) and never in the memory snapshot; after
 ``clearTokens()`` no token string — access or refresh — is left in any Cache Storage entry (the
 snapshot included), localStorage, sessionStorage or IndexedDB."""
 
@@ -10,7 +11,7 @@ import json
 from playwright.sync_api import Page
 from support import LOAD_IMAGE, STORAGE_KEY, Servers, wait_controlled, wait_ready
 
-from pyauth_web.protocol import STATE_CACHE
+from pyauth_web.protocol import RECORD_DB, RECORD_STORE, STATE_CACHE
 
 # Where each needle occurs, searched in every place the origin can keep data. Cache bodies are
 # read as bytes (latin-1, so any byte sequence decodes), gzip ones unpacked: the 31 MB snapshot
@@ -87,13 +88,15 @@ def test_after_logout_no_token_is_left_anywhere_the_origin_stores_data(
     signed_in = page.evaluate(SCAN, [token, refresh_token])
     places = {where for _, where in signed_in["found"]}
     # The scan finds what is there (so it can fail), and only where the README says.
-    assert f"localStorage[{STORAGE_KEY}]" in places
-    assert f"localStorage[{STORAGE_KEY}:refresh]" in places
+    record = f"indexedDB[{RECORD_DB}/{RECORD_STORE}]"
+    assert {w for n, w in signed_in["found"] if n == refresh_token[:12]} == {record}
+    assert {w for n, w in signed_in["found"] if n == token[:12] and not w.startswith("caches[")} \
+        == {f"localStorage[{STORAGE_KEY}]", record}
     assert any(w.startswith(f"caches[{STATE_CACHE}]") for w in places), places
     snapshots = [c for c in signed_in["caches"] if c[0] != STATE_CACHE]
     assert snapshots and max(size for *_, size in snapshots) > 1_000_000  # the snapshot is there
     assert not [w for w in places if w.startswith("caches[") and STATE_CACHE not in w], places
-    assert not [w for w in places if w.startswith(("sessionStorage", "indexedDB"))], places
+    assert not [w for w in places if w.startswith(("sessionStorage", "indexedDB")) and w != record]
 
     page.evaluate("() => pyauthWeb.clearTokens()")
     after = page.evaluate(SCAN, [token, refresh_token])

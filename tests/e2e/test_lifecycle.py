@@ -59,48 +59,6 @@ def test_five_tabs_refresh_once_across_an_expiry(
     assert all(tab.evaluate("() => window.__authErrors.length") == 0 for tab in tabs)
 
 
-MARK_REPLACED = """([realm, token]) => pyauthWeb.pyodide.runPythonAsync(`
-from pyauth_web.browser import runtime
-await runtime.current().session.storage.handoff.replaced(${JSON.stringify(realm)}, ${JSON.stringify(token)})
-`)"""
-"""Record in Cache Storage, as a sibling's refresh does, that ``token`` was replaced."""
-
-LAGS = "() => window.__events.filter((e) => e.kind === 'storage-lag').length"
-
-
-def test_a_tab_whose_storage_lags_waits_for_the_siblings_token(
-    new_page: Any, servers: Servers, page_errors: list[str]
-) -> None:
-    """localStorage reaches other tabs late in Chromium (the Web Lock can be granted first):
-    a tab that takes the lock and still reads a token a sibling's refresh replaced waits for
-    the storage event instead of refreshing it again; without one it refreshes after 2 s."""
-    lagging, writer = new_page(), new_page()
-    lagging.goto(f"{servers.host}/t/refresh.html?refresh=/refresh")
-    wait_ready(lagging)
-    writer.goto(f"{servers.host}/t/plain.html?run=lag")  # a page of the origin, no runtime
-    expired = servers.token(ttl=-10)
-    lagging.evaluate(MARK_REPLACED, [servers.realm, expired])  # "a sibling replaced it"
-    since = time.time()
-    lagging.evaluate(  # as if the stale token were what this tab's copy of storage still holds
-        """([r, t]) => { pyauthWeb.setToken(r, t); window.__got = pyauthWeb.getToken(r); }""",
-        [servers.realm, expired],
-    )
-    lagging.wait_for_function(f"() => ({LAGS})() === 1", timeout=5_000)
-    sibling = servers.token(ttl=3600)
-    writer.evaluate("([k, v]) => localStorage.setItem(k, v)",
-                    [STORAGE_KEY, json.dumps({servers.realm: sibling})])
-    assert lagging.evaluate("() => window.__got") == sibling
-    assert servers.issuer.refreshes(since) == []  # adopted, not refreshed again
-    # No storage event within the bound: the tab refreshes (once) rather than wait on.
-    lagging.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, expired])
-    started = time.time()
-    fresh = lagging.evaluate("(r) => pyauthWeb.getToken(r)", servers.realm)
-    waited = time.time() - started
-    assert fresh not in (expired, sibling) and lagging.evaluate(LAGS) == 2
-    assert len(servers.issuer.refreshes(started)) == 1 and 2.0 <= waited < 5
-    assert page_errors == []
-
-
 def test_refresher_down_gives_one_auth_error_per_tab(
     context: BrowserContext, new_page: Any, servers: Servers, page_errors: list[str]
 ) -> None:

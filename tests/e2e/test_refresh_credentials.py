@@ -4,14 +4,11 @@ that receive them are checked when configured."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 from playwright.sync_api import Page
-from support import REFRESH_KEY, STALE_TTL, Servers, open_app
-
-STORED = "(k) => localStorage.getItem(k)"
+from support import STALE_TTL, Servers, open_app, stored_refresh
 
 
 def configure_oauth(page: Page, endpoint: str) -> None:
@@ -30,19 +27,20 @@ def test_logout_from_any_tab_removes_refresh_tokens_and_new_sessions_do_not_inhe
     configure_oauth(signin, servers.host + "/oauth-token")
     alice = servers.issuer.mint(servers.realm, 300, sub="alice")
     signin.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-alice-0')", [servers.realm, alice])
-    stored = json.loads(signin.evaluate(STORED, REFRESH_KEY))
+    stored = stored_refresh(signin)
+    assert stored is not None
     assert stored[servers.realm]["refresh_token"] == "rt-alice-0"
     other.evaluate("() => pyauthWeb.clearTokens()")
-    assert other.evaluate(STORED, REFRESH_KEY) is None
+    assert stored_refresh(other) is None
     # removeToken in a tab without OAuth removes the realm's refresh token too.
     signin.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-alice-1')", [servers.realm, alice])
     other.evaluate("(r) => pyauthWeb.removeToken(r)", servers.realm)
-    assert other.evaluate(STORED, REFRESH_KEY) is None
+    assert stored_refresh(other) is None
     # A new session set without a refresh token drops the one stored before it.
     signin.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-alice-2')", [servers.realm, alice])
     bob = servers.issuer.mint(servers.realm, 300, sub="bob")
     other.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, bob])
-    assert other.evaluate(STORED, REFRESH_KEY) is None
+    assert stored_refresh(other) is None
 
 
 def test_refresh_token_never_follows_a_redirect(

@@ -19,13 +19,13 @@ import jwt
 import pytest
 from playwright.sync_api import Page
 from support import (
-    REFRESH_KEY,
     SKEW,
     STALE_TTL,
     STORAGE_KEY,
     Endpoint,
     Servers,
     open_app,
+    stored_refresh,
     wait_until,
 )
 
@@ -84,20 +84,14 @@ def subs_seen(servers: Servers, path: str) -> list[str | None]:
     return seen
 
 
-REFRESH_REALMS = """(k) => Object.keys(JSON.parse(localStorage.getItem(k) || '{}')).sort()"""
-
-
 def refresh_realms(page: Page) -> list[str]:
-    """The realms holding a refresh token in ``localStorage``, as ``page`` sees them."""
-    return list(page.evaluate(REFRESH_REALMS, REFRESH_KEY))
+    """The realms holding a refresh token in the session record, as ``page`` reads it."""
+    return sorted(stored_refresh(page) or {})
 
 
 def wait_refresh_realms(page: Page, realms: list[str]) -> None:
-    page.wait_for_function(
-        f"([k, want]) => JSON.stringify(({REFRESH_REALMS})(k)) === JSON.stringify(want)",
-        arg=[REFRESH_KEY, realms],
-        timeout=5_000,
-    )
+    """(The record is consistent across tabs: this holds at once; bounded all the same.)"""
+    wait_until(lambda: refresh_realms(page) == realms, 5, f"refresh tokens for {realms}")
 
 
 START_BOTH = """([u, api]) => {
@@ -280,7 +274,7 @@ def test_next_user_is_never_refreshed_with_the_previous_users_refresh_token(
     assert not got["ok"] and NO_SESSION_REFRESH_TOKEN in got["value"], got
     signin.wait_for_function("() => window.__authErrors.length === 1")
     assert signin.evaluate(AUTH_ERRORS)[0]["reason"] == NO_SESSION_REFRESH_TOKEN
-    assert account.evaluate(STORED, REFRESH_KEY) is None  # logout removed it
+    assert stored_refresh(account) is None  # logout removed it
     wait_refresh_realms(signin, [])
 
 
@@ -305,7 +299,7 @@ def test_logout_and_remove_from_a_tab_without_oauth_remove_refresh_tokens(
     account.evaluate(SET, [servers.other, servers.token(realm=servers.other)])
     assert refresh_realms(account) == [servers.realm]
     account.evaluate("() => pyauthWeb.clearTokens()")
-    assert account.evaluate(STORED, REFRESH_KEY) is None
+    assert stored_refresh(account) is None
     wait_refresh_realms(signin, [])
     assert endpoint.received == []
 

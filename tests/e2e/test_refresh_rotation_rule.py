@@ -7,18 +7,16 @@ dropped) never is, and the episode ends with the reason its request got.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
 from aiohttp import web
 from playwright.sync_api import Page
-from support import REFRESH_KEY, Servers, wait_controlled, wait_ready
+from support import Servers, stored_refresh, wait_controlled, wait_ready
 
 GET = """(u) => pyauthWeb.getToken(u).then(
   (t) => ({ok: true, value: t}), (e) => ({ok: false, value: String(e && e.message)}))"""
-STORED_REFRESH = "([k, r]) => (JSON.parse(localStorage.getItem(k) || '{}')[r] || {}).refresh_token"
 RETRY = {"attempts": 2, "base": 0.1, "cap": 0.1}
 
 
@@ -82,7 +80,7 @@ def test_a_refresh_token_the_server_did_not_use_is_sent_again(
     assert jwt.decode(got["value"], options={"verify_signature": False})["sub"] == "carol"
     # The 503 did not consume it: the retry sent the same token, and the rotated one is stored.
     assert endpoint.received == [first, first]
-    assert page.evaluate(STORED_REFRESH, [REFRESH_KEY, servers.realm]) == f"{first}-next"
+    assert (stored_refresh(page) or {})[servers.realm]["refresh_token"] == f"{first}-next"
     assert page.evaluate("() => window.__authErrors") == []
     assert page_errors == []
 
@@ -102,6 +100,6 @@ def test_a_refresh_token_whose_reply_was_lost_is_never_sent_again(
     error = page.evaluate("() => window.__authErrors[0]")
     assert (error["reason"], error["recoverable"]) == ("network error", False), error
     assert "not resending a refresh token" in got["value"]
-    assert json.loads(page.evaluate("(k) => localStorage.getItem(k)", REFRESH_KEY))[
-        servers.realm]["refresh_token"] == first  # kept for the session, never spent again
+    # kept for the session, never spent again
+    assert (stored_refresh(page) or {})[servers.realm]["refresh_token"] == first
     assert page_errors == []

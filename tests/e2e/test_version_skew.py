@@ -404,3 +404,37 @@ def test_a_logout_while_the_update_check_holds_register_reaches_the_worker(
     assert took < 1.5, took  # acknowledged, not given up on after the 2 s bound
     released.set()
     assert page_errors == []
+
+
+def test_a_realm_declared_dpop_bound_never_goes_as_bearer_to_a_protocol_1_tab(
+    page: Any, new_page: Any, servers: Servers, bundle_dir: Path, protocol_1_bundle: Path,
+    tmp_path: Path, run_id: str, page_errors: list[str],
+) -> None:
+    """Issue 22 item 4: a tab of the old bundle (protocol 1, which knows nothing of DPoP) still
+    open after the deploy, and a tab of the new one whose script tag names the realm in
+    data-dpop (its tokens are bound, though nothing in them says so). Whichever tab sets the
+    token, the old tab's images never carry it as Bearer."""
+    root = tmp_path / "site"
+    shutil.copytree(protocol_1_bundle, root)
+    host = servers.thread.serve(host_app(root, issuer=servers.issuer,
+                                         page_vars={"REALM": servers.realm},
+                                         extra_dirs={"t": PAGES}))
+    page.goto(f"{host}/t/app-no-snapshot.html?key={STORAGE_KEY}")
+    wait_ready(page)
+    wait_controlled(page)
+    shutil.copytree(bundle_dir, root, dirs_exist_ok=True)  # the deploy
+    bound = new_page()
+    bound.goto(f"{host}/t/app-dpop.html")
+    wait_ready(bound)
+    page.wait_for_function(f"({NO_APP_ACK})().then((v) => v === {PROTOCOL_VERSION})", timeout=20_000)
+    for setter in (bound, page):
+        token = servers.issuer.mint(servers.realm, 300, sub=f"bound-{id(setter)}")  # no cnf
+        setter.evaluate("([r, t]) => pyauthWeb.setToken(r, t)", [servers.realm, token])
+        page.wait_for_function("([u, t]) => pyauthWeb.getToken(u).then((v) => v === t)",
+                               arg=[servers.realm, token], timeout=5_000)
+        for i in range(3):
+            path = f"/img/old-tab-bound-{id(setter)}-{i}-{run_id}"
+            page.evaluate(IMG, servers.realm + path[1:])
+            seen = servers.realm_auth(path)
+            assert seen and not any(a and a.startswith("Bearer") for a in seen), (setter, seen)
+    assert page_errors == []

@@ -23,9 +23,15 @@ from support import (
     Servers,
     open_app,
     serve_broken_bundle,
+    session_record,
+    stored_refresh,
     wait_controlled,
     wait_ready,
+    wait_until,
 )
+
+from pyauth_web.protocol import RECORD_DB, RECORD_STORE
+from pyauth_web.record import SessionRecord
 
 FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
 # The `sub` of the token the realm saw (null when the request was not authenticated).
@@ -276,6 +282,18 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
 
 
 # -- 14.3: logout when the runtime could not start -----------------------------------------------
+PUT_RECORD = """([db, store, app, text]) => new Promise((resolve, reject) => {
+  const open = indexedDB.open(db, 1);
+  open.onupgradeneeded = () => { open.result.createObjectStore(store); };
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const tx = open.result.transaction(store, 'readwrite');
+    tx.objectStore(store).put(text, app);
+    tx.oncomplete = () => { open.result.close(); resolve(true); };
+    tx.onabort = () => reject(tx.error);
+  };
+})"""
+
 def test_clear_tokens_works_when_the_runtime_failed_to_start(
     tmp_path: Path, bundle_dir: Path, page: Page, servers: Servers, run_id: str
 ) -> None:
@@ -298,9 +316,19 @@ def test_clear_tokens_works_when_the_runtime_failed_to_start(
         }""",
         [STORAGE_KEY, servers.realm, token],
     )
+    # ... and its session record, as the runtime (Python) writes it.
+    record = SessionRecord()
+    record.set_session(servers.realm, token, "rt-before", 1.0)
+    page.evaluate(PUT_RECORD, [RECORD_DB, RECORD_STORE, STORAGE_KEY, record.dumps()])
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/before-{run_id}") == 200
     page.evaluate("() => pyauthWeb.clearTokens()")
     assert page.evaluate("(k) => [localStorage.getItem(k), localStorage.getItem(k + ':refresh')]", STORAGE_KEY) == [None, None]
+    # The loader's own logout is the record's (read here with the runtime's rules): the session
+    # emptied, the logout mark at the new version, what else it held kept.
+    after = session_record(page)
+    assert (after.tokens, after.refresh.realms(), after.since) == ({}, [], {})
+    assert after.version == record.version + 1 == after.cleared
+    assert after.mirrors == record.mirrors
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{run_id}") == 401
     assert servers.realm_auth(f"/img/after-{run_id}") == [None]
     assert token not in page.evaluate(SAVED_STATE, STATE_CACHE)
@@ -383,8 +411,8 @@ def test_host_logout_written_to_storage_removes_the_refresh_token(
         servers.host + "/oauth-token",
     )
     tab_a.evaluate("([r, t]) => pyauthWeb.setToken(r, t, 'rt-alice-0')", [servers.realm, servers.token()])
-    # Another tab sees a write a moment later (Chromium delivers localStorage asynchronously).
-    tab_b.wait_for_function("(k) => (localStorage.getItem(k) || '').includes('rt-alice-0')",
-                            arg=STORAGE_KEY + ":refresh", timeout=5_000)
+    # Another tab sees the session a moment later (Chromium delivers localStorage asynchronously).
+    tab_b.wait_for_function("(k) => localStorage.getItem(k) !== null", arg=STORAGE_KEY, timeout=5_000)
+    assert (stored_refresh(tab_b) or {})[servers.realm]["refresh_token"] == "rt-alice-0"
     tab_b.evaluate("(k) => localStorage.removeItem(k)", STORAGE_KEY)  # the host logs out itself
-    tab_a.wait_for_function("(k) => localStorage.getItem(k) === null", arg=STORAGE_KEY + ":refresh", timeout=2000)
+    wait_until(lambda: stored_refresh(tab_a) is None, 2, "the refresh token to go with the session")

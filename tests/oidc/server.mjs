@@ -1,16 +1,22 @@
 // A real OpenID Provider (the certified `oidc-provider` package) on 127.0.0.1 for the tests.
-//   node server.mjs PORT CLIENT_ID REDIRECT_URI RESOURCE ACCESS_TOKEN_TTL_S [nonce]
+//   node server.mjs PORT CLIENT_ID REDIRECT_URI RESOURCE ACCESS_TOKEN_TTL_S [nonce] [refresh-ttl=S]
 // DPoP (RFC 9449) is on, as by default: a token request with a proof gets DPoP-bound tokens
 // (cnf.jkt in the JWT access token; the refresh token bound to the same key). With `nonce`
 // every DPoP proof must carry a nonce the provider gave (400 use_dpop_nonce + DPoP-Nonce first).
+// With `refresh-ttl=S`, access tokens from the refresh_token grant live S seconds (the first
+// one, from the code exchange, ACCESS_TOKEN_TTL_S).
 // Public client (PKCE, no secret), authorization_code + refresh_token grants, JWT access
 // tokens for RESOURCE, refresh tokens rotated on every use (reusing one revokes the grant).
 // Prints one JSON line per event on stdout: {"event":"listening"} first, then grant results.
 import { randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 
-const [port, clientId, redirectUri, resource, ttl, mode] = process.argv.slice(2);
-const requireNonce = mode === 'nonce';
+const [port, clientId, redirectUri, resource, ttl, ...flags] = process.argv.slice(2);
+const requireNonce = flags.includes('nonce');
+const refreshTTL = flags.filter((f) => f.startsWith('refresh-ttl=')).map((f) => Number(f.slice(12)))[0];
+// (A function of the request: the resource server's own accessTokenTTL would apply to both.)
+const accessTTL = (ctx) => (refreshTTL && ctx && ctx.oidc && ctx.oidc.params
+  && ctx.oidc.params.grant_type === 'refresh_token' ? refreshTTL : Number(ttl));
 const issuer = `http://127.0.0.1:${port}`;
 const log = (event) => process.stdout.write(`${JSON.stringify({ t: Date.now() / 1000, ...event })}\n`);
 
@@ -22,7 +28,7 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
   }],
-  ttl: { AccessToken: Number(ttl), RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
+  ttl: { AccessToken: (ctx) => accessTTL(ctx), RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
   features: {
     devInteractions: { enabled: true },
     dPoP: requireNonce
@@ -35,7 +41,6 @@ const provider = new Provider(issuer, {
       getResourceServerInfo: () => ({
         scope: 'api',
         audience: resource,
-        accessTokenTTL: Number(ttl),
         accessTokenFormat: 'jwt',
       }),
     },

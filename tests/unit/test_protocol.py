@@ -61,6 +61,17 @@ def test_shared_constants_agree() -> None:
     # The loader holds no skew default of its own: the runtime applies DEFAULT_SKEW_SECONDS.
     assert "skew: data.skew === undefined ? null" in loader.read_text()
     assert js_const(loader, "EVENT") == f"'{protocol.EVENT}'"
+    # The session record: the loader writes it (and its logout without the runtime), the worker
+    # reads it and hears its notices.
+    assert js_const(loader, "RECORD_DB") == f"'{protocol.RECORD_DB}'"
+    assert js_const(loader, "RECORD_STORE") == f"'{protocol.RECORD_STORE}'"
+    assert js_const(loader, "RECORD_CHANNEL") == f"'{protocol.RECORD_CHANNEL}'"
+    table = re.search(r"const RECORD = Object\.freeze\(\{(.*?)\}\);", sw.read_text(), re.S)
+    assert table, "no RECORD table in sw.js"
+    assert dict(re.findall(r"(\w+): '([^']+)'", table.group(1))) == {
+        "DB": protocol.RECORD_DB, "STORE": protocol.RECORD_STORE,
+        "CHANNEL": protocol.RECORD_CHANNEL, "NOTICE": protocol.RECORD_NOTICE,
+    }
 
 
 def test_lock_and_channel_names() -> None:
@@ -74,8 +85,9 @@ def test_shared_names_are_written_once() -> None:
     file (each checked against Python above): changing it is one edit per language."""
     package = [p.read_text() for p in (ROOT / "pyauth_web").rglob("*.py") if "demo" not in p.parts]
     scripts = [(ROOT / "sw" / "sw.js").read_text(), (ROOT / "web" / "pyauth-web.js").read_text()]
-    names = [protocol.STATE_CACHE, protocol.HANDOFF_CACHE, DEFAULT_STORAGE_KEY, protocol.EVENT,
-             protocol.REFRESHED_EVENT, protocol.AUTH_ERROR_EVENT, dpop.KEY_DB]
+    names = [protocol.STATE_CACHE, DEFAULT_STORAGE_KEY, protocol.EVENT, protocol.RECORD_DB,
+             protocol.RECORD_STORE, protocol.RECORD_CHANNEL, protocol.REFRESHED_EVENT,
+             protocol.AUTH_ERROR_EVENT, dpop.KEY_DB]
     for name in names:
         assert sum(t.count(f'"{name}"') for t in package) == 1, name
         assert all(t.count(f"'{name}'") <= 1 for t in scripts), name
@@ -94,7 +106,7 @@ def answer(store: TokenStore, data: object) -> dict[str, object]:
     """What the page replies (the runtime's path for a fresh token)."""
     url = protocol.parse_token_request(data)
     assert url is not None
-    return protocol.token_reply(store.lookup(url), "app")
+    return protocol.token_reply(store.lookup(url), "app", version=7)
 
 
 def test_answer_token_request() -> None:
@@ -104,6 +116,7 @@ def test_answer_token_request() -> None:
     req = {"type": protocol.REQUEST_REALM_TOKEN, "requestURL": "https://a.example/img/1"}
     assert answer(store, req) == {
         "app": "app",
+        "version": 7,
         "realmURL": "https://a.example/",
         "token": token,
         "exp": NOW + 3600,

@@ -1,0 +1,121 @@
+"""The app's session record in IndexedDB (the rules are the core's
+:class:`pyauth_web.record.SessionRecord`): read it, change it in one transaction, and tell the
+app's other tabs and the service worker that a session ended.
+
+The loader's ``records`` store (``web/pyauth-web.js``) does the IndexedDB part: ``read()``
+resolves with the record's JSON text (or ``null``), ``update(fn)`` runs ``fn(text)`` inside a
+read-write transaction, synchronously, and stores the text it returns (``null``: no change).
+Everything a change writes to ``localStorage`` (the mirror of the session) is written inside
+that transaction, so the mirror writes of all tabs follow the record's order.
+
+Without IndexedDB (blocked storage, a failing database) the tab keeps the record in memory and
+still writes the mirror: tabs then order nothing between them (as before the record existed),
+and one warning says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import js
+from pyodide.ffi import JsException, create_proxy
+
+from pyauth_web import protocol
+from pyauth_web.browser.events import plain
+from pyauth_web.record import SessionRecord
+
+T = TypeVar("T")
+
+
+class Records:
+    def __init__(
+        self,
+        app: str,
+        store: Any,
+        write_mirror: Callable[[str | None], None],
+        warn: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self._store = store  # the loader's records store (None: no IndexedDB)
+        self._write_mirror = write_mirror  # sets localStorage to the record's mirror if it differs
+        self._warn = warn
+        self._local: SessionRecord | None = None  # the record, when IndexedDB failed
+        self._channel = js.BroadcastChannel.new(protocol.RECORD_CHANNEL)
+
+    def _failed(self, exc: Exception, record: SessionRecord) -> SessionRecord:
+        if self._local is None:
+            self._warn(
+                f"the session record (IndexedDB) is unavailable ({exc}); "
+                "tabs of this app no longer order logouts and refreshes between them"
+            )
+            self._local = record
+        return self._local
+
+    async def read(self, cached: SessionRecord) -> SessionRecord:
+        """The record as committed now (``cached``: this tab's copy, used without IndexedDB)."""
+        if self._local is None and self._store is not None:
+            try:
+                return SessionRecord.loads(await self._store.read())
+            except JsException as exc:
+                self._failed(exc, cached)
+        return self._local if self._local is not None else cached
+
+    async def change(
+        self, cached: SessionRecord, fn: Callable[[SessionRecord], T]
+    ) -> tuple[SessionRecord, T]:
+        """Run ``fn`` on the record as committed, in one transaction; store what it changed,
+        and leave ``localStorage`` holding the result's mirror. Returns the record as committed
+        and ``fn``'s result. ``fn`` changes only the record it is given: it may run again on a
+        copy when the transaction fails (then this tab keeps the record in memory)."""
+        out: list[tuple[SessionRecord, T]] = []
+        errors: list[Exception] = []
+
+        def in_transaction(text: Any) -> str | None:
+            try:
+                record = SessionRecord.loads(text)
+                before = record.version
+                result = fn(record)
+                out.append((record, result))
+                self._write_mirror(record.stored())
+            except Exception as exc:  # noqa: BLE001 - re-raised once the transaction ended
+                errors.append(exc)
+                return None
+            return record.dumps() if record.version != before else None
+
+        if self._local is None and self._store is not None:
+            callback = create_proxy(in_transaction)
+            try:
+                await self._store.update(callback)
+                if errors:
+                    raise errors[0]
+                return out[-1]
+            except JsException as exc:
+                out.clear()
+                self._failed(exc, cached)
+            finally:
+                callback.destroy()
+        record = SessionRecord.loads((self._local or cached).dumps())
+        result = fn(record)
+        self._write_mirror(record.stored())
+        self._local = record
+        return record, result
+
+    def notify(self, record: SessionRecord, logout: bool) -> None:
+        """Tell the app's other tabs and the service worker (which cannot hear ``storage``
+        events) that a session ended: they read the record again (after a logout, they drop
+        everything they hold at once)."""
+        self._channel.postMessage(plain(protocol.record_notice(self.app, record.version, logout)))
+
+    def listen(self, on_notice: Callable[[int, bool], None]) -> None:
+        """``on_notice(version, logout)`` for each of this app's notices from another tab."""
+
+        def on_message(event: Any) -> None:
+            try:
+                notice = protocol.parse_record_notice(event.data.to_py(), self.app)
+            except Exception:  # noqa: BLE001 - foreign message shapes are ignored
+                return
+            if notice is not None:
+                on_notice(*notice)
+
+        self._channel.addEventListener("message", create_proxy(on_message))
