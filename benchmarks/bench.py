@@ -53,6 +53,7 @@ class Bench:
         self.browser, self.host, self.realm, self.issuer = browser, host, realm, issuer
         self.clock = clock
         self.thread: ServerThread
+        self.baseline: str | None = None  # a host serving another bundle (--baseline), if any
 
     def context(self) -> BrowserContext:
         ctx = self.browser.new_context()
@@ -109,18 +110,22 @@ class Bench:
 
     def roundtrips(self, n: int) -> dict[str, list[float]]:
         """SW -> page -> SW token round trips, timed inside the worker: Python vs JS with one
-        realm, and Python with 100 realms in storage ("python100")."""
+        realm, Python with 100 realms in storage ("python100"), and with ``--baseline`` the
+        Python handler of the baseline bundle ("baseline"), each run in the same sequence."""
         token = self.issuer.mint(self.realm, ttl=3600)
         many = {f"{self.realm}r{i}/": token for i in range(99)}
         out: dict[str, list[float]] = {}
-        for name, path, extra in (
-            ("python", "python-handler.html", {}),
-            ("js", "js-handler.html", {}),
-            ("python100", "python-handler.html", many),
-        ):
+        cases = [
+            ("python", self.host, "python-handler.html", {}),
+            ("js", self.host, "js-handler.html", {}),
+            ("python100", self.host, "python-handler.html", many),
+        ]
+        if self.baseline:
+            cases.insert(1, ("baseline", self.baseline, "python-handler.html", {}))
+        for name, host, path, extra in cases:
             ctx = self.context()
             page = ctx.new_page()
-            self._controlled(page, f"{self.host}/b/{path}", token, extra)
+            self._controlled(page, f"{host}/b/{path}", token, extra)
             if name.startswith("python"):
                 page.evaluate("() => pyauthWeb.ready.then(() => true)")
             out[name] = page.evaluate(
@@ -324,13 +329,20 @@ def boot_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
 
 
 def roundtrip_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
-    p50s: dict[str, list[float]] = {"python": [], "js": [], "python100": []}
-    p99s: dict[str, list[float]] = {"python": [], "js": [], "python100": []}
+    p50s: dict[str, list[float]] = {"python": [], "js": [], "python100": [], "baseline": []}
+    p99s: dict[str, list[float]] = {"python": [], "js": [], "python100": [], "baseline": []}
     for _ in range(args.runs):
         for name, values in bench.roundtrips(args.requests).items():
             p50s[name].append(percentile(values, 0.50))
             p99s[name].append(percentile(values, 0.99))
     rows: list[Row] = []
+    if bench.baseline:
+        for q, data in (("p50", p50s), ("p99", p99s)):
+            ratios = [p / b for p, b in zip(data["python"], data["baseline"], strict=True)]
+            rows.append((f"token answer {q} (ms), Python, baseline bundle",
+                         summary(data["baseline"]), str(args.baseline)))
+            rows.append((f"  ratio this bundle/baseline {q}", summary(ratios, 2),
+                         "target p99 ≤ 1.1" if q == "p99" else ""))
     for q, data in (("p50", p50s), ("p99", p99s)):
         js_note = f"JS handler {summary(data['js'])}"
         rows.append((f"token answer {q} (ms), Python", summary(data["python"]), js_note))
@@ -561,6 +573,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another bundle (e.g. the previous release's) whose Python handler the roundtrip "
+        "section measures too, side by side with this one",
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         choices=list(SECTIONS),
@@ -584,6 +602,11 @@ def main() -> int:
         browser = launch_chromium(pw, CONFIG)
         bench = Bench(browser, host, realm, issuer, clock)
         bench.thread = thread
+        if args.baseline:
+            bench.baseline = thread.serve(
+                host_app(args.baseline, issuer=issuer, page_vars={"REALM": realm},
+                         extra_dirs={"b": PAGES})
+            )
         t0 = time.time()
         for section in args.only:
             rows.extend(SECTIONS[section](bench, args))

@@ -123,7 +123,6 @@ declare global {
       | 'token-removed'
       | 'tokens-cleared'
       | 'storage-sync'
-      | 'storage-lag'
       | 'prewarm'
       | 'warning'
       | 'auth-error'
