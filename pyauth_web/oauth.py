@@ -253,9 +253,10 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class RefreshTokenMap:
-    """The refresh tokens shared by a tab's siblings (``localStorage[storageKey + ':refresh']``):
-    ``{realm: {"refresh_token": ..., "session": sha256(access token)}}``. Sans-I/O: the adapter
-    reads and writes the serialized form.
+    """The refresh tokens shared by a tab's siblings (in the app's session record,
+    :class:`pyauth_web.record.SessionRecord`; older bundles kept them in
+    ``localStorage[storageKey + ':refresh']``): ``{realm: {"refresh_token": ...,
+    "session": sha256(access token)}}``. Sans-I/O.
 
     A refresh token belongs to the session it came with: :meth:`for_session` hands it out only
     when the realm's current access token is the one it is paired with (so a session the host
@@ -393,9 +394,10 @@ class RefreshTokenGrant:
     belongs to (``session_token``: the realm's access token in shared storage now) and spends
     it through the realm's :class:`RefreshTokenRotation`, so this tab never sends one twice.
     :meth:`finish` releases it after a 429 or 5xx (the server did not use it), classifies the
-    reply (:func:`parse_token_response`), stores the rotated token paired with the new access
-    token in ``tokens`` (the caller saves it), or raises ``"logged out"`` when the session
-    changed meanwhile (the reply is discarded).
+    reply (:func:`parse_token_response`), pairs the rotated token with the new access token in
+    ``tokens`` (a copy: the browser stores the rotation with the access token, in one session
+    record transaction), or raises ``"logged out"`` when the session changed meanwhile (the
+    reply is discarded).
     """
 
     def __init__(self, token_endpoint: str, client_id: str, scope: str | None = None) -> None:
@@ -451,7 +453,7 @@ class RefreshTokenGrant:
     ) -> str:
         """The reply arrived: the new access token, ``tokens`` updated; raises
         :class:`RefreshError` (after an ``invalid_grant``, ``tokens`` no longer holds the refused
-        refresh token: store ``tokens`` whatever happens)."""
+        refresh token: the caller drops it where the tokens are kept)."""
         realm, spent = exchange.realm, exchange.refresh_token
         rotation = self.rotation(realm)
         if is_retryable_status(status) or dpop.asks_for_nonce(status, None, body):

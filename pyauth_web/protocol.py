@@ -8,9 +8,10 @@ logouts per app, and serves a client only after it joined an app (any message fr
 answer to a token request). The loader adds ``app`` to what the runtime posts.
 
 page -> SW (``postMessage`` to every worker of the registration; the loader adds ``app``,
-``fp``, ``v`` and an ``ack`` id)::
+``fp`` (a fingerprint of the stored session), ``v`` (:data:`PROTOCOL_VERSION`) and an ``ack``
+id)::
 
-    {type: 'hello', app}
+    {type: 'hello', app, realms}        (the loader; ``realms``: the ones it may hold tokens for)
     {type: 'sync-tokens', app, version, cleared, since: {realmURL: version},
      tokens: {realmURL: token}, expires: {realmURL: exp|null},
      redirects: {realmURL: 'follow'|'error'}, dpop: {realmURL: true}, realms, skew}

@@ -16,8 +16,10 @@ The record holds:
 - ``tokens``: the session, realm -> access token (the mirror is their JSON, the stored format);
 - ``refresh``: the OAuth refresh tokens, each paired with its access token
   (:class:`pyauth_web.oauth.RefreshTokenMap`);
-- ``version``: +1 on every change. Every message that gives the worker a token carries the
-  version it was read at;
+- ``version``: advanced by every change, to at least the wall clock in milliseconds
+  (``max(version + 1, now)``: a record made anew — the host deleted the database, or a tab kept
+  one in memory — still orders after the old one). Every message that gives the worker a token
+  carries the version it was read at;
 - ``cleared``: the version of the last logout, and ``since``: realm -> the version at which its
   current session began or ended (a new sign-in, a removal, a host write). The service worker
   keeps a token from a message or reply of version ``v`` only if ``v >= cleared`` and
@@ -40,14 +42,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
 from .oauth import RefreshTokenMap
 from .realms import InvalidRealm, check_realm
 
-FORMAT = 1
 MAX_MIRRORS = 64
 """Fingerprints of the runtime's recent writes kept: a value older than these that shows up in
 storage again is taken for the host's."""
@@ -59,6 +60,9 @@ LAG_MS = 2000
 while the record holds one is taken for storage lagging (a sign-in right after a logout), not
 for the host's removal."""
 MAX_TOKEN_LENGTH = 65536
+MAX_VERSION = 2**52
+"""Versions beyond this are not from this code (a record someone wrote by hand): its order is
+started anew."""
 
 
 class Stored(Enum):
@@ -75,7 +79,8 @@ def fingerprint(stored: str) -> str:
 
 
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VERSION
+    return value if ok else 0  # type: ignore[return-value]
 
 
 def _realm(value: object) -> str | None:
@@ -136,7 +141,6 @@ class SessionRecord:
         refresh = self.refresh.dumps()
         return json.dumps(
             {
-                "format": FORMAT,
                 "version": self.version,
                 "cleared": self.cleared,
                 "since": self.since,
@@ -191,8 +195,7 @@ class SessionRecord:
         the previous session, maybe another user's)."""
         self.refresh.set(realm, refresh_token, token)
         self.tokens[realm] = token
-        self._began(realm)
-        self._written(now_ms)
+        self._written(now_ms, began=(realm,))
 
     def refreshed(
         self,
@@ -209,13 +212,14 @@ class SessionRecord:
         one was the session's."""
         if replaced is None or self.tokens.get(realm) != replaced:
             return False
-        if token == replaced:
-            return True
+        spent, renewed = rotation if rotation is not None else (None, None)
+        if renewed is not None and self.refresh.for_session(realm, replaced) != spent:
+            renewed = None  # the spent one was not the session's (it changed meanwhile)
+        if token == replaced and (renewed is None or renewed == spent):
+            return True  # nothing new: a sibling's token, or a server that changed neither
         self.tokens[realm] = token
-        if rotation is not None:
-            spent, rotated = rotation
-            if self.refresh.for_session(realm, replaced) == spent:
-                self.refresh.set(realm, rotated, token)
+        if renewed is not None:
+            self.refresh.set(realm, renewed, token)
         self._written(now_ms)
         return True
 
@@ -246,8 +250,7 @@ class SessionRecord:
         """``removeToken``: the realm's session and its refresh token."""
         self.tokens.pop(realm, None)
         self.refresh.remove(realm)
-        self._began(realm)
-        self._written(now_ms)
+        self._written(now_ms, began=(realm,))
 
     def logout(self, now_ms: float) -> None:
         """``clearTokens``: every token and refresh token; nothing read before it counts."""
@@ -267,21 +270,18 @@ class SessionRecord:
             return False
         for realm in changed:
             self.refresh.remove(realm)
-            self._began(realm)
         self.tokens = dict(tokens)
-        self._written(now_ms)
+        self._written(now_ms, began=changed)
         return True
 
-    def _began(self, realm: str) -> None:
-        """The realm's session starts (or ends) at the next version."""
-        self.since.pop(realm, None)
-        self.since[realm] = self.version + 1
-        if len(self.since) > MAX_SINCE:
-            oldest = next(iter(self.since))
+    def _written(self, now_ms: float, began: Iterable[str] = ()) -> None:
+        """A change: the next version; the sessions of ``began`` start (or end) at it."""
+        self.version = max(self.version + 1, min(int(now_ms), MAX_VERSION))
+        for realm in began:
+            self.since[realm] = self.version
+        while len(self.since) > MAX_SINCE:  # the oldest mark goes: nothing older counts
+            oldest = min(self.since, key=lambda r: self.since[r])
             self.cleared = max(self.cleared, self.since.pop(oldest))
-
-    def _written(self, now_ms: float) -> None:
-        self.version += 1
         stored = self.stored()
         if stored is None:
             self.emptied = now_ms

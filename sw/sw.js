@@ -57,6 +57,7 @@ const MAX_ORIGINS = 256;         // realm origins kept per app (oldest first out
 const MAX_REMOVED = 256;         // removal sequence numbers kept per app (see dropToken)
 const MAX_TICKETS = 64;          // join tickets waiting to be used
 const MAX_TOKENS = 4096;         // tokens kept per app (past it the oldest goes: asked for on a miss)
+const MAX_TOKEN_LENGTH = 65536;  // a session record's token longer than this is not restored
 
 // app -> {tokens: Map<realm, {token, exp, redirect}>, origins: Set<origin>, skew,
 //         clearedAt, removedAt: Map<realm, seq>, order: {cleared, since: Map<realm, version>},
@@ -116,6 +117,9 @@ function appState(app) {
       legacy: isLegacy(app), order: { cleared: 0, since: new Map() }, dpopRealms: new Set(),
     };
     apps.set(app, state);
+    // A state made after the start (a new app, or one evicted before) takes its order from the
+    // record too, not only from the messages that come.
+    if (stateLoaded && !state.legacy) followRecords(app);
   }
   return state;
 }
@@ -162,7 +166,7 @@ function fresh(state, entry) {
 }
 
 function sameEntry(a, b) {
-  return a && b && a.token === b.token && a.exp === b.exp && a.redirect === b.redirect && a.dpop === b.dpop;
+  return a && b && a.token === b.token && a.exp === b.exp && a.redirect === b.redirect && a.dpop === b.dpop && a.v === b.v;
 }
 
 // A JWT bound to a DPoP key (cnf.jkt, RFC 9449 §6.1; read, not verified — the rule of
@@ -188,9 +192,12 @@ function declaredBound(state, realmURL) {
 }
 
 // Returns true when the app's state changed.
-function putToken(state, realmURL, token, exp, redirect, dpop) {
+// `version`: the session record version the token was read at (a page of an older bundle sends
+// none): a token read earlier than the one held never replaces it.
+function putToken(state, realmURL, token, exp, redirect, dpop, version) {
   if (!isRealm(realmURL) || !isStr(token) || !isExp(exp)) return false;
   const before = state.tokens.get(realmURL);
+  if (before !== undefined && isVersion(version) && isVersion(before.v) && version < before.v) return false;
   if (before === undefined && state.tokens.size >= MAX_TOKENS) {  // the oldest is asked for again
     state.tokens.delete(state.tokens.keys().next().value);
   }
@@ -198,7 +205,7 @@ function putToken(state, realmURL, token, exp, redirect, dpop) {
   // downgrades it to Bearer).
   const bound = dpop === true || (before !== undefined && before.token === token && before.dpop)
     || jwtBound(token) || declaredBound(state, realmURL);
-  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: bound };
+  const entry = { token, exp: exp ?? null, redirect: redirectOf(redirect), dpop: bound, v: isVersion(version) ? version : undefined };
   if (entry.dpop && !sameEntry(before, entry)) state.key = null;  // a new sign-in may bring a new key
   const added = addOrigin(state, new URL(realmURL).origin);
   const changed = !sameEntry(before, entry) || added;
@@ -255,7 +262,10 @@ function addRealmOrigins(state, realms) {
 // of its realm, came after it (SessionRecord.accepts): whatever order the messages of different
 // tabs arrive in, nothing read before a logout brings a token back. A message without a version
 // comes from a page of an older bundle: taken as before.
-const isVersion = (v) => Number.isSafeInteger(v) && v >= 0;
+// Versions follow the pages' clocks (ms): one more than a day ahead is not a version (a page
+// cannot stop this worker's order for good by sending a huge one).
+const MAX_AHEAD_MS = 86400000;
+const isVersion = (v) => Number.isSafeInteger(v) && v >= 0 && v <= Date.now() + MAX_AHEAD_MS;
 
 function accepts(state, version, realmURL) {
   if (version === undefined) return true;
@@ -263,27 +273,34 @@ function accepts(state, version, realmURL) {
   return version >= state.order.cleared && version >= (state.order.since.get(realmURL) || 0);
 }
 
-// Raise the app's marks to what a message or the record says (they only grow). Returns whether
-// the logout mark rose.
+// Raise the app's marks to what a message or the record says (they only grow), and drop a token
+// held that was read before them. Returns whether the app's state changed.
 function noteOrder(state, cleared, since) {
   const order = state.order;
   let rose = false;
   if (isVersion(cleared) && cleared > order.cleared) { order.cleared = cleared; rose = true; }
   for (const [realmURL, at] of since instanceof Map ? since : Object.entries(since && typeof since === 'object' ? since : {})) {
     if (!isRealm(realmURL) || !isVersion(at) || at <= (order.since.get(realmURL) || 0)) continue;
-    order.since.delete(realmURL);
     order.since.set(realmURL, at);
+    rose = true;
     if (order.since.size > MAX_REMOVED) {  // the oldest goes: refuse every version older than it
-      const [oldest, when] = order.since.entries().next().value;
+      let oldest = null;
+      for (const [realm, when] of order.since) if (oldest === null || when < order.since.get(oldest)) oldest = realm;
+      order.cleared = Math.max(order.cleared, order.since.get(oldest));
       order.since.delete(oldest);
-      order.cleared = Math.max(order.cleared, when);
     }
   }
-  return rose;
+  let dropped = false;
+  if (rose) {
+    for (const [realm, entry] of [...state.tokens]) {
+      if (isVersion(entry.v) && !accepts(state, entry.v, realm)) dropped = dropToken(state, realm) || dropped;
+    }
+  }
+  return rose || dropped;
 }
 
-// The app a message is for: the one it names (protocol 2), or a protocol-1 page's own (never
-// for a client that joined an app by name: it speaks protocol 2).
+// The app a message is for: the one it names (protocols 2 and 3), or a protocol-1 page's own
+// (never for a client that joined an app by name: it speaks a later protocol).
 function appOf(msg, clientId) {
   if (isApp(msg.app)) return msg.app;
   const v1 = msg.app === undefined && msg.v === undefined && LEGACY_MESSAGES.has(msg.type);
@@ -333,7 +350,7 @@ function applyMessage(msg, clientId) {
       break;
     case MSG.SYNC_TOKENS: {
       if (!msg.tokens || typeof msg.tokens !== 'object') break;
-      noteOrder(state, msg.cleared, msg.since);
+      changed = noteOrder(state, msg.cleared, msg.since) || changed;
       if (!state.legacy && msg.dpop && typeof msg.dpop === 'object') {  // the realms it declares bound
         const declared = new Set(Object.keys(msg.dpop).filter((r) => isRealm(r) && msg.dpop[r] === true).slice(0, MAX_ORIGINS));
         if ([...declared].some((r) => !state.dpopRealms.has(r)) || declared.size !== state.dpopRealms.size) {
@@ -346,9 +363,12 @@ function applyMessage(msg, clientId) {
       const expires = (msg.expires && typeof msg.expires === 'object') ? msg.expires : {};
       const redirects = (msg.redirects && typeof msg.redirects === 'object') ? msg.redirects : {};
       const dpop = (msg.dpop && typeof msg.dpop === 'object') ? msg.dpop : {};
-      // A full sync is authoritative for its app: realms missing from it are gone.
-      for (const realm of [...state.tokens.keys()]) {
-        if (!Object.hasOwn(msg.tokens, realm)) changed = dropToken(state, realm) || changed;
+      // A full sync is authoritative for its app: realms missing from it are gone (unless the
+      // token held was read later than the sync: a newer sign-in another tab just made).
+      for (const [realm, entry] of [...state.tokens]) {
+        if (Object.hasOwn(msg.tokens, realm)) continue;
+        if (isVersion(msg.version) && isVersion(entry.v) && msg.version < entry.v) continue;
+        changed = dropToken(state, realm) || changed;
       }
       for (const other of state.legacy ? [] : apps.values()) {  // what protocol-1 tabs hold too
         if (!other.legacy) continue;
@@ -357,27 +377,27 @@ function applyMessage(msg, clientId) {
         }
       }
       for (const [realm, token] of Object.entries(msg.tokens)) {
-        if (!accepts(state, msg.version, realm)) changed = dropToken(state, realm) || changed;  // read before a logout
-        else if (putToken(state, realm, token, expires[realm], redirects[realm], Object.hasOwn(dpop, realm) && dpop[realm] === true)) changed = true;
+        if (!accepts(state, msg.version, realm)) continue;  // read before a logout, a removal or a new session
+        if (putToken(state, realm, token, expires[realm], redirects[realm], Object.hasOwn(dpop, realm) && dpop[realm] === true, msg.version)) changed = true;
         else if (!isRealm(realm) || !isStr(token) || !isExp(expires[realm])) changed = dropToken(state, realm) || changed;
       }
       break;
     }
     case MSG.SET_REALM_TOKEN:
-      if (isStr(msg.realmURL)) noteOrder(state, undefined, { [msg.realmURL]: msg.since });
+      if (isStr(msg.realmURL)) changed = noteOrder(state, undefined, { [msg.realmURL]: msg.since }) || changed;
       changed = setSkew(state, msg.skew) || changed;
       if (accepts(state, msg.version, msg.realmURL)) {
-        changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect, msg.dpop) || changed;
+        changed = putToken(state, msg.realmURL, msg.token, msg.exp, msg.redirect, msg.dpop, msg.version) || changed;
       }
       break;
     case MSG.REMOVE_REALM_TOKEN:
       if (isStr(msg.realmURL)) {
-        noteOrder(state, undefined, { [msg.realmURL]: msg.version });
+        changed = noteOrder(state, undefined, { [msg.realmURL]: msg.version }) || changed;
         changed = dropToken(state, msg.realmURL) || changed;
       }
       break;
     case MSG.CLEAR_TOKENS:  // this app's copy, and the spread of dropToken
-      noteOrder(state, msg.version, undefined);
+      changed = noteOrder(state, msg.version, undefined) || changed;
       changed = clearTokens(state) || changed;
       break;
     case MSG.WORKER_TICKET:
@@ -399,8 +419,9 @@ function applyMessage(msg, clientId) {
 }
 
 // The state survives worker restarts (Chromium stops idle workers), so most requests after a
-// restart need no round trip. It holds nothing localStorage does not already hold, plus which
-// clients joined which app (client ids of closed clients are dropped when it is loaded).
+// restart need no round trip. It holds nothing the session records do not already hold, plus
+// which clients joined which app (client ids of closed clients are dropped when it is loaded);
+// a restart brings back only what the records still hold (restore).
 const STATE_CACHE = 'pyauth-web-state-v2';
 const STATE_KEY = new URL('__pyauth-web/state', scope.registration.scope).href;
 let saving = Promise.resolve();
@@ -457,7 +478,7 @@ function restore(saved, liveClients, records) {
     const record = records.get(app);
     for (const [realm, e] of Object.entries(s.tokens && typeof s.tokens === 'object' ? s.tokens : {})) {
       if (!e || typeof e !== 'object' || !record || record.tokens.get(realm) !== e.token) continue;
-      putToken(state, realm, e.token, e.exp, e.redirect, e.dpop);
+      putToken(state, realm, e.token, e.exp, e.redirect, e.dpop, e.v);
     }
   }
   for (const [app, record] of records) if (apps.has(app)) noteOrder(apps.get(app), record.cleared, record.since);
@@ -471,8 +492,14 @@ function restore(saved, liveClients, records) {
 // --- the session records (IndexedDB, pyauth_web/record.py; the pages write them) ---------------
 const RECORD = Object.freeze({ DB: 'pyauth-web-session', STORE: 'records', CHANNEL: 'pyauth-web/session', NOTICE: 'record' });
 
-// app -> {version, cleared, since: Map, tokens: Map} of every record (an unreadable one is empty).
+// app -> {version, cleared, since: Map, tokens: Map} of every record (an unreadable one is empty;
+// none at all after RECORD_WAIT_MS: then nothing is restored, and misses ask the pages).
+const RECORD_WAIT_MS = 2000;
 function readRecords() {
+  return Promise.race([readRecordsNow(), new Promise((resolve) => { setTimeout(() => resolve(new Map()), RECORD_WAIT_MS); })]);
+}
+
+function readRecordsNow() {
   return new Promise((resolve) => {
     const out = new Map();
     let open;
@@ -505,8 +532,14 @@ function parseRecord(text) {
   for (const [realm, token] of Object.entries(record.tokens && typeof record.tokens === 'object' ? record.tokens : {})) {
     if (isRealm(realm) && isStr(token)) tokens.set(realm, token);
   }
-  const since = record.since && typeof record.since === 'object' ? record.since : {};
-  return { version: isVersion(record.version) ? record.version : 0, cleared: record.cleared, since, tokens };
+  // (read as pyauth_web/record.py reads it: no mark beyond the version, no token over 64 KiB)
+  const version = isVersion(record.version) ? record.version : 0;
+  const since = new Map();
+  for (const [realm, at] of Object.entries(record.since && typeof record.since === 'object' ? record.since : {})) {
+    if (isRealm(realm) && isVersion(at)) since.set(realm, Math.min(at, version));
+  }
+  for (const [realm, token] of [...tokens]) if (token.length > MAX_TOKEN_LENGTH) tokens.delete(realm);
+  return { version, cleared: isVersion(record.cleared) ? Math.min(record.cleared, version) : 0, since, tokens };
 }
 
 // The app now holds nothing its record does not hold (a token whose realm the record holds
@@ -545,11 +578,8 @@ notices.onmessage = (event) => {
   const notice = event.data;
   if (!notice || notice.type !== RECORD.NOTICE || !isApp(notice.app)) return;
   const state = apps.get(notice.app);
-  if (state && notice.logout === true && isVersion(notice.version)) {  // drop everything at once
-    noteOrder(state, notice.version, undefined);
-    if (clearTokens(state)) save();
-  }
-  followRecords(notice.app);
+  if (state && notice.logout === true && clearTokens(state)) save();  // drop everything at once
+  followRecords(notice.app);  // the order comes from the record itself, never from a notice
 };
 
 let stateLoaded = false;
@@ -669,7 +699,7 @@ function takeReply(owner, reply, requestURL, startSeq) {
   if (state.clearedAt > startSeq || (state.removedAt.get(reply.realmURL) || 0) > startSeq) return null;
   if (!accepts(state, reply.version, reply.realmURL)) return null;  // read before a logout or a removal
   const skewChanged = setSkew(state, reply.skew);
-  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect, reply.dpop) || skewChanged) save();
+  if (putToken(state, reply.realmURL, reply.token, reply.exp, reply.redirect, reply.dpop, reply.version) || skewChanged) save();
   const entry = state.tokens.get(reply.realmURL);
   return entry && { ...entry, app: owner };
 }

@@ -86,12 +86,21 @@
   function openRecords() {
     if (!recordDB) {
       recordDB = new Promise((resolve, reject) => {
-        const open = indexedDB.open(RECORD_DB, 1);
+        // (The runtime keeps the record in memory when this error comes: its name says why.)
+        const unavailable = (/** @type {unknown} */ why) => {
+          const err = new Error(`pyauth-web: the session database cannot be opened: ${why}`);
+          err.name = 'SessionRecordUnavailable';
+          return err;
+        };
+        let open;
+        try { open = indexedDB.open(RECORD_DB, 1); } catch (err) { reject(unavailable(err)); return; }
+        let blocked = false;
         open.onupgradeneeded = () => { open.result.createObjectStore(RECORD_STORE); };
-        open.onerror = () => reject(open.error);
-        open.onblocked = () => reject(new Error('pyauth-web: the session database is blocked'));
+        open.onerror = () => reject(unavailable(open.error));
+        open.onblocked = () => { blocked = true; reject(unavailable('blocked by another connection')); };
         open.onsuccess = () => {
           const db = open.result;
+          if (blocked) { db.close(); return; }  // given up on already
           db.onversionchange = () => { db.close(); recordDB = null; };
           db.onclose = () => { recordDB = null; };
           resolve(db);
@@ -587,7 +596,7 @@
     performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     performance.mark('pyauth-web:runtime-imported');
-    runtime = mod.start(config, postToWorker, dpopKeys, records, await started.record);
+    runtime = mod.start(config, postToWorker, dpopKeys, records, await within(started.record, ACK_TIMEOUT_MS));
     api.pyodide = pyodide;
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
@@ -646,14 +655,18 @@
       try { record = JSON.parse(text || '{}') || {}; } catch { /* unreadable: start afresh */ }
       if (typeof record !== 'object' || Array.isArray(record)) record = {};
       const before = Number.isSafeInteger(record.version) && record.version >= 0 ? record.version : 0;
-      version = before + 1;
+      version = Math.max(before + 1, Date.now());  // the record's versions follow the clock
       localStorage.removeItem(config.storageKey);
       localStorage.removeItem(`${config.storageKey}:refresh`);
       return JSON.stringify({ ...record, version, cleared: version, since: {}, tokens: {}, refresh: {}, emptied: Date.now() });
     };
     const recorded = records.update(logout).catch(() => { logout(null); });  // no database: storage at least
     return recorded.then(() => {
-      try { new BroadcastChannel(RECORD_CHANNEL).postMessage({ type: 'record', app, version, logout: true }); } catch { /* no channel */ }
+      try {
+        const channel = new BroadcastChannel(RECORD_CHANNEL);
+        channel.postMessage({ type: 'record', app, version, logout: true });
+        channel.close();
+      } catch { /* no channel */ }
       postToWorker({ type: MSG.CLEAR_TOKENS, version });
       return Promise.all([flush(), dpopKeys.remove().catch(() => {})]);
     }).then(() => undefined);

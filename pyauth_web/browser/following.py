@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from pyauth_web.browser.events import Events
 from pyauth_web.browser.proofs import Binding
-from pyauth_web.browser.records import Records
+from pyauth_web.browser.records import RecordError, Records
 from pyauth_web.browser.storage import SessionStorage
 from pyauth_web.browser.timers import RefreshTimers
 from pyauth_web.record import SessionRecord, Stored
@@ -54,12 +54,13 @@ class Following:
         self.s = session
         self._lock = asyncio.Lock()  # one read of the record at a time, in order
         self._reported: str | None = None  # the stored value whose bad entries were warned about
+        self._catching_up: asyncio.Future[SessionRecord] | None = None  # after a storage change
 
     def start(self) -> None:
         s = self.s
         s.storage.on_change(lambda before: s.spawn(self.resync(before, announce=True)))
         s.records.listen(self._notice)
-        s.timers.listen(self.storage_changed)
+        s.timers.listen(self.storage_changed)  # (the host may have written storage here)
         raw = s.storage.read_raw()
         kind = s.record.classify(raw, None, s.now_ms())
         s.store.loads(s.record.stored())
@@ -91,13 +92,24 @@ class Following:
         return SessionRecord(tokens=tokens).stored()
 
     def storage_changed(self) -> bool:
-        """Storage changed in this tab (the host wrote it here): read the record again, in the
-        background. Returns whether it changed."""
+        """Whether storage holds something else than the session this tab follows (the host
+        wrote it in this tab; or another tab did, and its event has yet to come); if so, one
+        read of the record is under way (:meth:`caught_up`), shared by every caller."""
         s = self.s
         if not s.storage.changed():
             return False
-        s.spawn(self.resync(s.storage.seen, announce=True))
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.ensure_future(self.resync(s.storage.seen, announce=True))
         return True
+
+    async def caught_up(self) -> None:
+        """The read of the record a change of storage started has ended."""
+        if self._catching_up is not None:
+            await asyncio.shield(self._catching_up)
+
+    def reread(self) -> Coroutine[Any, Any, SessionRecord]:
+        """Read the record now (what storage shows judged against what this tab last saw)."""
+        return self.resync(self.s.storage.seen)
 
     async def resync(self, before: str | None = None, announce: bool = False) -> SessionRecord:
         """Read the record (taking in what the host wrote to storage, or rewriting a stale
@@ -109,7 +121,11 @@ class Following:
             record = await s.records.read(s.record)
             stale = record.classify(raw, before, s.now_ms()) is not Stored.SYNC
             if stale or s.storage.has_legacy_refresh():
-                record, _ = await s.records.change(s.record, lambda r: self._reconcile(r, before))
+                reconcile = lambda r: self._reconcile(r, before)  # noqa: E731
+                try:
+                    record, _ = await s.records.change(s.record, reconcile)
+                except RecordError as exc:  # nothing taken in: follow the record as read
+                    s.warn(str(exc))
             self.follow(record)
             if announce:
                 s.events.emit("storage-sync", realms=list(s.store.entries()))
@@ -120,13 +136,13 @@ class Following:
         in; the host's own value is taken in (the caller writes the mirror back either way)."""
         s = self.s
         now = s.now_ms()
-        legacy = s.storage.take_legacy_refresh()
-        if legacy is not None:
-            record.adopt_refresh(legacy, now)
         raw = s.storage.read_raw()
         kind = record.classify(raw, before, now)
         if kind is Stored.HOST:
             record.ingest(self._parse(raw), now)
+        legacy = s.storage.take_legacy_refresh()  # (after: an older bundle's sign-in pairs them
+        if legacy is not None:  # with the session it just wrote)
+            record.adopt_refresh(legacy, now)
         return kind
 
     def _notice(self, version: int, logout: bool) -> None:

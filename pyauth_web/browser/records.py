@@ -8,9 +8,10 @@ read-write transaction, synchronously, and stores the text it returns (``null``:
 Everything a change writes to ``localStorage`` (the mirror of the session) is written inside
 that transaction, so the mirror writes of all tabs follow the record's order.
 
-Without IndexedDB (blocked storage, a failing database) the tab keeps the record in memory and
-still writes the mirror: tabs then order nothing between them (as before the record existed),
-and one warning says so.
+Without IndexedDB (storage blocked: the database cannot be opened) the tab keeps the record in
+memory and still writes the mirror: tabs then order nothing between them (as before the record
+existed), and one warning says so. A single transaction that fails changes nothing
+(:class:`RecordError`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from pyauth_web.browser.events import plain
 from pyauth_web.record import SessionRecord
 
 T = TypeVar("T")
+UNAVAILABLE = "SessionRecordUnavailable"  # the loader's error name: the database cannot be opened
+
+
+class RecordError(RuntimeError):
+    """A transaction on the session record failed (nothing changed)."""
 
 
 class Records:
@@ -43,22 +49,27 @@ class Records:
         self._local: SessionRecord | None = None  # the record, when IndexedDB failed
         self._channel = js.BroadcastChannel.new(protocol.RECORD_CHANNEL)
 
-    def _failed(self, exc: Exception, record: SessionRecord) -> SessionRecord:
+    def _unavailable(self, exc: JsException, cached: SessionRecord) -> bool:
+        """The database cannot be opened at all (storage blocked): from now on this tab keeps
+        the record in memory (warned once). Any other failure is one transaction's."""
+        if getattr(exc, "name", None) != UNAVAILABLE:
+            return False
         if self._local is None:
             self._warn(
                 f"the session record (IndexedDB) is unavailable ({exc}); "
                 "tabs of this app no longer order logouts and refreshes between them"
             )
-            self._local = record
-        return self._local
+            self._local = cached
+        return True
 
     async def read(self, cached: SessionRecord) -> SessionRecord:
-        """The record as committed now (``cached``: this tab's copy, used without IndexedDB)."""
+        """The record as committed now; ``cached`` (this tab's copy) when it cannot be read."""
         if self._local is None and self._store is not None:
             try:
                 return SessionRecord.loads(await self._store.read())
             except JsException as exc:
-                self._failed(exc, cached)
+                if not self._unavailable(exc, cached):
+                    return cached
         return self._local if self._local is not None else cached
 
     async def change(
@@ -66,8 +77,8 @@ class Records:
     ) -> tuple[SessionRecord, T]:
         """Run ``fn`` on the record as committed, in one transaction; store what it changed,
         and leave ``localStorage`` holding the result's mirror. Returns the record as committed
-        and ``fn``'s result. ``fn`` changes only the record it is given: it may run again on a
-        copy when the transaction fails (then this tab keeps the record in memory)."""
+        and ``fn``'s result; raises :class:`RecordError` when the transaction failed (nothing
+        changed). ``fn`` changes only the record it is given."""
         out: list[tuple[SessionRecord, T]] = []
         errors: list[Exception] = []
 
@@ -75,12 +86,11 @@ class Records:
             try:
                 record = SessionRecord.loads(text)
                 before = record.version
-                result = fn(record)
-                out.append((record, result))
-                self._write_mirror(record.stored())
+                out.append((record, fn(record)))
             except Exception as exc:  # noqa: BLE001 - re-raised once the transaction ended
                 errors.append(exc)
                 return None
+            self._mirror(record)
             return record.dumps() if record.version != before else None
 
         if self._local is None and self._store is not None:
@@ -91,15 +101,21 @@ class Records:
                     raise errors[0]
                 return out[-1]
             except JsException as exc:
-                out.clear()
-                self._failed(exc, cached)
+                if not self._unavailable(exc, cached):
+                    raise RecordError(f"the session record could not be changed: {exc}") from exc
             finally:
                 callback.destroy()
         record = SessionRecord.loads((self._local or cached).dumps())
         result = fn(record)
-        self._write_mirror(record.stored())
+        self._mirror(record)
         self._local = record
         return record, result
+
+    def _mirror(self, record: SessionRecord) -> None:
+        try:
+            self._write_mirror(record.stored())
+        except JsException as exc:  # storage full or blocked: the record decides all the same
+            self._warn(f"could not write the session to localStorage: {exc}")
 
     def notify(self, record: SessionRecord, logout: bool) -> None:
         """Tell the app's other tabs and the service worker (which cannot hear ``storage``

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pyauth_web.browser.following import Following
-from pyauth_web.browser.records import Records
+from pyauth_web.browser.records import RecordError, Records
 from pyauth_web.oauth import RefreshTokenMap
 from pyauth_web.record import SessionRecord
 from pyauth_web.refresh import Reason, RefreshError
@@ -43,7 +43,7 @@ class RecordedRefresh:
 
     async def reread(self, realm: str) -> str | None:
         """The realm's token in the record now; raises "logged out" when it holds none."""
-        record = await self._following.resync()
+        record = await self._following.reread()
         token = record.tokens.get(realm)
         if token is None:
             raise RefreshError(realm, Reason.LOGGED_OUT, description="the session ended")
@@ -60,12 +60,14 @@ class RecordedRefresh:
 
     def stored(self, realm: str, token: str) -> Coroutine[Any, Any, None] | None:
         replaced = self._basis.pop(realm, None)
-        if token == replaced:  # a sibling's refresh, in the record already: nothing to store
-            return None
-        return self._store(realm, replaced, token)
-
-    async def _store(self, realm: str, replaced: str | None, token: str) -> None:
         rotation = self._rotation(token)
+        if token == replaced and rotation is None:  # a sibling's refresh, in the record already
+            return None
+        return self._store(realm, replaced, token, rotation)
+
+    async def _store(
+        self, realm: str, replaced: str | None, token: str, rotation: tuple[str, str] | None
+    ) -> None:
         now = self._now_ms()
         record, kept = await self._records.change(
             self._record(), lambda r: r.refreshed(realm, replaced, token, now, rotation)
@@ -78,7 +80,10 @@ class RecordedRefresh:
     async def refused(self, realm: str, refresh_token: str) -> None:
         """The server refused ``refresh_token`` for good: no tab presents it again."""
         now = self._now_ms()
-        record, _ = await self._records.change(
-            self._record(), lambda r: r.refused(realm, refresh_token, now)
-        )
+        try:
+            record, _ = await self._records.change(
+                self._record(), lambda r: r.refused(realm, refresh_token, now)
+            )
+        except RecordError:
+            return  # (the grant is dead anyway: a tab presenting it again is refused again)
         self._following.follow(record)

@@ -21,7 +21,7 @@ from pyauth_web.browser import urls
 from pyauth_web.browser.events import Events
 from pyauth_web.browser.following import Following
 from pyauth_web.browser.proofs import Binding, Proofs
-from pyauth_web.browser.records import Records
+from pyauth_web.browser.records import RecordError, Records
 from pyauth_web.browser.refresh_record import RecordedRefresh
 from pyauth_web.browser.refreshing import Refreshing
 from pyauth_web.browser.storage import SessionStorage
@@ -75,6 +75,7 @@ class Session:
         self.following = Following(self)
         self.resync = self.following.resync
         self.storage_changed = self.following.storage_changed
+        self.caught_up = self.following.caught_up
         self.recorded = RecordedRefresh(
             self.records, self.following, lambda: self.record, self.now_ms,
             self.refreshing.rotation, self._stored_refresh,
@@ -111,8 +112,8 @@ class Session:
         return entry.token if entry else None
 
     async def get_token(self, url: Any) -> str | None:
-        if self.storage.changed():  # the host wrote storage in this tab: follow it first
-            await self.resync(self.storage.seen)
+        if self.storage_changed():  # the host wrote storage in this tab: follow it first
+            await self.caught_up()
         match = urls.for_matching(url)
         if match is None:
             return None
@@ -207,7 +208,13 @@ class Session:
         anything any tab writes after it), every tab and worker told, the app's DPoP key
         deleted."""
         now = self.now_ms()
-        record, _ = await self.records.change(self.record, lambda r: r.logout(now))
+        try:
+            record, _ = await self.records.change(self.record, lambda r: r.logout(now))
+        except RecordError as exc:  # out all the same: this tab, its storage, the workers
+            self.warn(f"{exc}; logging out in this tab and the workers all the same")
+            record = SessionRecord.loads(self.record.dumps())
+            record.logout(now)
+            self.storage.write(None)
         self.storage.drop_legacy_refresh()
         self.records.notify(record, logout=True)
         self.coordinator.clear()

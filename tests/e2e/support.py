@@ -171,6 +171,24 @@ SESSION_RECORD = """([db, store, app]) => new Promise((resolve, reject) => {
 })"""
 
 
+PUT_RECORD = """([db, store, app, text]) => new Promise((resolve, reject) => {
+  const open = indexedDB.open(db, 1);
+  open.onupgradeneeded = () => { open.result.createObjectStore(store); };
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const tx = open.result.transaction(store, 'readwrite');
+    tx.objectStore(store).put(text, app);
+    tx.oncomplete = () => { open.result.close(); resolve(true); };
+    tx.onabort = () => reject(tx.error);
+  };
+})"""
+
+
+def put_record(page: Page, record: SessionRecord, app: str = STORAGE_KEY) -> None:
+    """Write ``record`` as the app's session record (as a tab of the runtime commits one)."""
+    page.evaluate(PUT_RECORD, [RECORD_DB, RECORD_STORE, app, record.dumps()])
+
+
 def session_record(page: Page, app: str = STORAGE_KEY) -> SessionRecord:
     """The app's session record (IndexedDB) as ``page`` reads it now."""
     return SessionRecord.loads(page.evaluate(SESSION_RECORD, [RECORD_DB, RECORD_STORE, app]))

@@ -22,6 +22,7 @@ from support import (
     STORAGE_KEY,
     Servers,
     open_app,
+    put_record,
     serve_broken_bundle,
     session_record,
     stored_refresh,
@@ -30,7 +31,6 @@ from support import (
     wait_until,
 )
 
-from pyauth_web.protocol import RECORD_DB, RECORD_STORE
 from pyauth_web.record import SessionRecord
 
 FETCH_STATUS = "async (url) => (await fetch(url, {cache: 'no-store'})).status"
@@ -282,18 +282,6 @@ def test_worker_deploy_racing_logout_never_sends_the_old_token(
 
 
 # -- 14.3: logout when the runtime could not start -----------------------------------------------
-PUT_RECORD = """([db, store, app, text]) => new Promise((resolve, reject) => {
-  const open = indexedDB.open(db, 1);
-  open.onupgradeneeded = () => { open.result.createObjectStore(store); };
-  open.onerror = () => reject(open.error);
-  open.onsuccess = () => {
-    const tx = open.result.transaction(store, 'readwrite');
-    tx.objectStore(store).put(text, app);
-    tx.oncomplete = () => { open.result.close(); resolve(true); };
-    tx.onabort = () => reject(tx.error);
-  };
-})"""
-
 def test_clear_tokens_works_when_the_runtime_failed_to_start(
     tmp_path: Path, bundle_dir: Path, page: Page, servers: Servers, run_id: str
 ) -> None:
@@ -319,7 +307,7 @@ def test_clear_tokens_works_when_the_runtime_failed_to_start(
     # ... and its session record, as the runtime (Python) writes it.
     record = SessionRecord()
     record.set_session(servers.realm, token, "rt-before", 1.0)
-    page.evaluate(PUT_RECORD, [RECORD_DB, RECORD_STORE, STORAGE_KEY, record.dumps()])
+    put_record(page, record)
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/before-{run_id}") == 200
     page.evaluate("() => pyauthWeb.clearTokens()")
     assert page.evaluate("(k) => [localStorage.getItem(k), localStorage.getItem(k + ':refresh')]", STORAGE_KEY) == [None, None]
@@ -327,7 +315,7 @@ def test_clear_tokens_works_when_the_runtime_failed_to_start(
     # emptied, the logout mark at the new version, what else it held kept.
     after = session_record(page)
     assert (after.tokens, after.refresh.realms(), after.since) == ({}, [], {})
-    assert after.version == record.version + 1 == after.cleared
+    assert after.version > record.version and after.cleared == after.version
     assert after.mirrors == record.mirrors
     assert page.evaluate(FETCH_STATUS, f"{servers.realm}img/after-{run_id}") == 401
     assert servers.realm_auth(f"/img/after-{run_id}") == [None]

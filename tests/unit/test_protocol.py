@@ -5,7 +5,7 @@ from pathlib import Path
 
 import jwt
 
-from pyauth_web import dpop, protocol
+from pyauth_web import dpop, protocol, record
 from pyauth_web.tokens import DEFAULT_SKEW_SECONDS, DEFAULT_STORAGE_KEY, MAX_EXP, TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,9 @@ def test_shared_constants_agree() -> None:
     assert "skew: data.skew === undefined ? null" in loader.read_text()
     assert js_const(loader, "EVENT") == f"'{protocol.EVENT}'"
     # The session record: the loader writes it (and its logout without the runtime), the worker
-    # reads it and hears its notices.
+    # reads it (with the same bounds) and hears its notices.
+    assert int(js_const(sw, "MAX_REMOVED")) == record.MAX_SINCE
+    assert int(js_const(sw, "MAX_TOKEN_LENGTH")) == record.MAX_TOKEN_LENGTH
     assert js_const(loader, "RECORD_DB") == f"'{protocol.RECORD_DB}'"
     assert js_const(loader, "RECORD_STORE") == f"'{protocol.RECORD_STORE}'"
     assert js_const(loader, "RECORD_CHANNEL") == f"'{protocol.RECORD_CHANNEL}'"

@@ -87,11 +87,30 @@ def test_nothing_read_before_a_logout_removal_or_new_session_is_accepted() -> No
 
 def test_the_realm_marks_are_bounded_and_dropping_one_refuses_everything_older() -> None:
     record = SessionRecord()
+    versions = []
     for i in range(MAX_SINCE + 10):
+        record = SessionRecord.loads(record.dumps())  # as each tab's transaction reads it
         record.remove(f"https://r{i}.example/", NOW)
+        versions.append(record.version)
     assert len(record.since) == MAX_SINCE
-    assert record.cleared == 10  # the oldest marks went: nothing read before them counts
-    assert not record.accepts(9, "https://r0.example/")
+    assert record.cleared == versions[9]  # the 10 oldest marks went: nothing before them counts
+    assert not record.accepts(versions[9] - 1, "https://r100.example/")
+    assert record.since["https://r10.example/"] == versions[10]  # the newest are all kept
+
+
+def test_versions_follow_the_clock_so_a_record_made_anew_still_orders_after_the_old_one() -> None:
+    old = signed_in()
+    old.logout(NOW)
+    anew = SessionRecord()  # the host deleted the database, or a tab keeps one in memory
+    anew.set_session(A, T2, None, NOW + 1000)
+    assert anew.version > old.cleared and SessionRecord().version == 0
+    old.set_session(A, T1, None, NOW - 5_000)  # a clock that went back: still after
+    assert old.version == old.cleared + 1
+
+
+def test_a_hand_written_version_beyond_any_clock_starts_the_order_anew() -> None:
+    record = SessionRecord.loads(json.dumps({"version": 2**60, "cleared": 2**60, "tokens": {A: T1}}))
+    assert (record.version, record.cleared, record.tokens) == (0, 0, {A: T1})
 
 
 # -- what localStorage shows --------------------------------------------------------------------
@@ -186,7 +205,7 @@ def test_hostile_values_in_the_record_are_left_out() -> None:
         "mirrors": ["x" * 65, "ok", 3], "emptied": -1,
     })
     record = SessionRecord.loads(text)
-    assert record.version == 5 and record.cleared == 5 and record.since == {A: 5}
+    assert record.version == 5 and record.cleared == 5 and record.since == {A: 5}  # never beyond
     assert record.tokens == {A: T1}
     assert record.refresh.for_session(A, T1) == "rt" and record.refresh.realms() == [A]
     assert record.mirrors == ["ok"] and record.emptied == 0.0
@@ -239,3 +258,23 @@ def test_a_value_written_before_a_logout_is_never_taken_for_the_host_s(steps: li
     record.logout(NOW)
     for value in written[-MAX_MIRRORS:]:
         assert record.classify(value, now_ms=NOW) is Stored.STALE
+
+
+def test_a_refresh_that_brings_the_same_access_token_still_keeps_the_rotated_refresh_token() -> None:
+    record = signed_in()
+    assert record.refreshed(A, T1, T1, NOW, ("rt-1", "rt-2"))
+    assert record.refresh.for_session(A, T1) == "rt-2"  # else the next refresh reuses rt-1
+    before = record.version
+    assert record.refreshed(A, T1, T1, NOW, ("rt-2", "rt-2"))  # nothing rotated: no change
+    assert record.version == before
+
+
+def test_refresh_tokens_an_older_bundle_wrote_with_its_sign_in_move_in_with_that_session() -> None:
+    """An older bundle's tab signs in: storage gets its session and its refresh token beside
+    it. Taken in as the host's, then the refresh token adopted: it pairs with the new session."""
+    record = signed_in()
+    legacy = RefreshTokenMap()
+    legacy.set(A, "rt-old-bundle", T2)
+    record.ingest({A: T2}, NOW)
+    assert record.adopt_refresh(legacy, NOW)
+    assert record.refresh.for_session(A, T2) == "rt-old-bundle"
