@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import jwt
 import psutil
@@ -29,6 +30,7 @@ from pyauth_web.protocol import STATE_CACHE
 from pyauth_web.tokens import DEFAULT_STORAGE_KEY
 
 PAGES = Path(__file__).with_name("pages")
+ENGINES_DIR = Path(__file__).parent.parent / "tests" / "e2e" / "engines"  # the thin drivers
 STORAGE_KEY = DEFAULT_STORAGE_KEY
 
 
@@ -556,6 +558,81 @@ def snapshot_rows(bundle: Path) -> list[Row]:
     ]
 
 
+def engine_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    """Per engine (Chromium, Firefox, WebKit), through the cross-engine drivers: boot-to-ready
+    cold and warm against a bare loadPyodide() in the same engine, the first visit to the first
+    authenticated image, and the token answer p99 against the hand-written JS handler. Ratios
+    are taken within each engine, run by run."""
+    sys.path.insert(0, str(ENGINES_DIR))
+    from drivers import ENGINES, Chromium, Engine, Firefox, WebKit
+
+    rows: list[Row] = []
+    token = bench.issuer.mint(bench.realm, ttl=3600)
+    session = json.dumps({bench.realm: token})
+    for name in ENGINES:
+        engine: Engine = (Chromium(bench.browser) if name == "chromium"
+                          else Firefox() if name == "firefox" else WebKit())
+        col: dict[str, list[float]] = {}
+        try:
+            for _ in range(args.runs):
+                for key, value in engine_run(engine, bench, args, session).items():
+                    col.setdefault(key, []).append(value)
+        finally:
+            engine.quit()
+        rows.append((f"{name} {engine.version}", "", ""))
+        for temp in ("cold", "warm"):
+            rt, bare = col[f"runtime_{temp}"], col[f"bare_{temp}"]
+            rows.append((f"  boot-to-ready, {temp} (ms)", summary(rt),
+                         f"bare loadPyodide {summary(bare)}"))
+            rows.append((f"    ratio runtime/bare, {temp}",
+                         summary([r / b for r, b in zip(rt, bare, strict=True)], 2), ""))
+        rows.append(("  first visit -> 1st authenticated image (ms)", summary(col["first_image"]),
+                     "signed in, new profile, 10 realm <img>"))
+        py, js = col["python_p99"], col["js_p99"]
+        rows.append(("  token answer p99 (ms), Python", summary(py), f"JS handler {summary(js)}"))
+        ratios = [p / j for p, j in zip(py, js, strict=True)]
+        rows.append(("    ratio Python/JS p99", summary(ratios, 2), ""))
+    return rows
+
+
+def engine_run(
+    engine: Any, bench: Bench, args: argparse.Namespace, session: str
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    host = bench.host
+    profile = engine.profile()
+    tab = profile.open(f"{host}/b/python-handler.html")
+    out["runtime_cold"] = profile.call(tab, "readyMs")
+    profile.call(tab, "settle")
+    profile.reload(tab)
+    out["runtime_warm"] = profile.call(tab, "readyMs")
+    profile.drop()
+    profile = engine.profile()
+    tab = profile.open(f"{host}/b/bare-pyodide.html")
+    out["bare_cold"] = profile.call(tab, "bareMs")
+    profile.reload(tab)
+    out["bare_warm"] = profile.call(tab, "bareMs")
+    profile.drop()
+    profile = engine.profile()
+    tab = profile.open(f"{host}/b/plain.html")
+    profile.call(tab, "signIn", STORAGE_KEY, session)
+    profile.goto(tab, f"{host}/b/many.html?n=10&run={uuid.uuid4().hex[:8]}")
+    out["first_image"] = profile.call(tab, "images", 10, 30_000)["first"]
+    profile.drop()
+    for handler in ("python", "js"):
+        profile = engine.profile()
+        tab = profile.open(f"{host}/b/{handler}-handler.html")
+        profile.call(tab, "signIn", STORAGE_KEY, session)
+        profile.call(tab, "settle")
+        profile.reload(tab)
+        profile.call(tab, "controlled")
+        times = profile.call(tab, "roundtrips", args.requests, f"{bench.realm}img/rt-", STORAGE_KEY,
+                             timeout=120)
+        out[f"{handler}_p99"] = percentile(times, 0.99)
+        profile.drop()
+    return out
+
+
 SECTIONS = {
     "boot": boot_rows,
     "firstvisit": first_visit_rows,
@@ -565,6 +642,7 @@ SECTIONS = {
     "scale": scale_rows,
     "memory": memory_rows,
     "dpop": dpop_rows,
+    "engines": engine_rows,
 }
 
 
