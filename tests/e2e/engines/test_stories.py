@@ -160,6 +160,32 @@ def test_stale_tab_shown_again_prewarms_once_and_images_load(
     no_problems(profile, tab)
 
 
+def test_a_site_forgotten_by_the_browser_is_a_signed_out_user(
+    profile: Profile, servers: Servers, run_id: str
+) -> None:
+    """Safari deletes an origin's script-writable storage and its service worker after 7 days
+    of use without a visit (tracking prevention). The next visit is a signed-out user: the page
+    works, no request carries a token, no `console:auth-error`, no retry loop."""
+    url = story(servers.host, servers.realm, refresh="/refresh")
+    tab = open_ready(profile, url)
+    token = servers.token(ttl=3600)
+    profile.call(tab, "setToken", servers.realm, token)
+    assert profile.call(tab, "loadImages", [f"{servers.realm}img/before-{run_id}"]) == [True]
+    profile.goto(tab, f"{servers.host}/t/engines/plain.html")  # the user leaves the site
+    assert profile.call(tab, "forgetSite") == []
+    since = time.time()
+    profile.goto(tab, url)  # a week later
+    profile.call(tab, "ready")
+    images = [f"{servers.realm}img/after-{run_id}-{i}" for i in range(5)]
+    assert profile.call(tab, "loadImages", images) == [False] * 5  # the realm refuses: no token
+    assert profile.call(tab, "getToken", servers.realm) is None
+    assert profile.call(tab, "fetchStatus", f"{servers.realm}api/after-{run_id}") == 401
+    assert after(servers.realm_log.entries, since, f"after-{run_id}") == [None] * 6  # once each
+    assert servers.issuer.refreshes(since) == []
+    assert profile.call(tab, "findAtRest", token) == []
+    no_problems(profile, tab)
+
+
 def thumbprint_of(proof: str) -> str:
     return str(ECKey.import_key(jwt.get_unverified_header(proof)["jwk"]).thumbprint())
 

@@ -179,6 +179,28 @@
       socket.close();
       return { states, echoes: messages.filter((m) => m.echo).map((m) => m.echo) };
     },
+    /** What Safari's tracking prevention deletes after 7 days without a visit: every
+     *  script-writable store of the origin (localStorage, sessionStorage, IndexedDB, Cache
+     *  Storage) and its service worker registrations. Reports what could not be deleted. */
+    async forgetSite() {
+      localStorage.clear();
+      sessionStorage.clear();
+      const left = [];
+      for (const reg of await navigator.serviceWorker.getRegistrations()) {
+        if (!(await reg.unregister())) left.push(`registration ${reg.scope}`);
+      }
+      for (const name of await caches.keys()) await caches.delete(name);
+      const dbs = indexedDB.databases ? await indexedDB.databases() : [];
+      for (const { name } of dbs) {
+        const deleted = await within(new Promise((resolve) => {
+          const req = indexedDB.deleteDatabase(name);
+          req.onsuccess = () => resolve(true);
+          req.onerror = () => resolve(false);
+        }), 5000, `deleting the database ${name}`).catch(() => false);
+        if (!deleted) left.push(`indexedDB ${name}`);
+      }
+      return left;
+    },
     /** The tab's visibility as the engine reports it. */
     visibility() { return document.visibilityState; },
     /** Until this tab reports `state` (bounded). */
