@@ -260,6 +260,19 @@ class SessionRecord:
         self._written(now_ms)
         self.cleared = self.version
 
+    def after_wipe(self, followed: SessionRecord, now_ms: float) -> bool:
+        """This record, as read, is older than ``followed``, one this tab has followed: the
+        record was deleted (the host or the browser wiped the site's storage, IndexedDB with
+        it). A wipe is a logout, ordered after everything before it; the values the runtime
+        wrote stay known as its own (a late copy of one in storage is stale, not the host's).
+        Returns whether it was one."""
+        if self.version >= followed.version:
+            return False
+        self.version = followed.version
+        self.mirrors = list(followed.mirrors)
+        self.logout(now_ms)
+        return True
+
     def ingest(self, tokens: Mapping[str, str], now_ms: float) -> bool:
         """The host wrote the session ``tokens`` (already checked) to storage itself: it
         replaces the record's session. A realm whose token changed or went starts anew (its

@@ -119,23 +119,29 @@ class Following:
         async with self._lock:
             raw = s.storage.read_raw()
             record = await s.records.read(s.record)
+            wiped = record.version < s.record.version  # (see SessionRecord.after_wipe)
             stale = record.classify(raw, before, s.now_ms()) is not Stored.SYNC
-            if stale or s.storage.has_legacy_refresh():
+            if wiped or stale or s.storage.has_legacy_refresh():
                 reconcile = lambda r: self._reconcile(r, before)  # noqa: E731
                 try:
-                    record, _ = await s.records.change(s.record, reconcile)
+                    record, wiped = await s.records.change(s.record, reconcile)
                 except RecordError as exc:  # nothing taken in: follow the record as read
                     s.warn(str(exc))
             self.follow(record)
+            if wiped:  # the worker and the other tabs drop the session at once
+                s.records.notify(record, logout=True)
             if announce:
                 s.events.emit("storage-sync", realms=list(s.store.entries()))
             return record
 
-    def _reconcile(self, record: SessionRecord, before: str | None) -> Stored:
-        """In the record's transaction: the refresh tokens an older bundle left in storage move
-        in; the host's own value is taken in (the caller writes the mirror back either way)."""
+    def _reconcile(self, record: SessionRecord, before: str | None) -> bool:
+        """In the record's transaction: a record deleted since this tab followed it is a
+        logout; the refresh tokens an older bundle left in storage move in; the host's own
+        value is taken in (the caller writes the mirror back either way). Returns whether the
+        record had been wiped."""
         s = self.s
         now = s.now_ms()
+        wiped = record.after_wipe(s.record, now)
         raw = s.storage.read_raw()
         kind = record.classify(raw, before, now)
         if kind is Stored.HOST:
@@ -143,7 +149,7 @@ class Following:
         legacy = s.storage.take_legacy_refresh()  # (after: an older bundle's sign-in pairs them
         if legacy is not None:  # with the session it just wrote)
             record.adopt_refresh(legacy, now)
-        return kind
+        return wiped
 
     def _notice(self, version: int, logout: bool) -> None:
         """Another tab ended a session (its record ``version``): after a logout, drop everything

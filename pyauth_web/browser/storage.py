@@ -64,13 +64,17 @@ class SessionStorage:
 
     def on_change(self, callback: Callable[[str | None], None]) -> None:
         """``callback(before)`` when another tab changes the session (``before``: the value it
-        replaced), or clears all storage (the event's key is then null; ``before`` unknown).
-        The listener lives as long as the page."""
+        replaced), or clears all storage (the event's key is then null): the runtime never
+        clears storage, so the host removed whatever was there, at the latest what this tab
+        last saw (``before``: :attr:`seen`). The listener lives as long as the page."""
 
         def on_storage(event: Any) -> None:
-            if isinstance(event.key, str) and event.key != self.key:
+            if not isinstance(event.key, str):
+                callback(self.seen)
                 return
-            old = event.oldValue if isinstance(event.key, str) else None
+            if event.key != self.key:
+                return
+            old = event.oldValue
             callback(old if isinstance(old, str) else None)
 
         add_event_listener(js.window, "storage", on_storage)

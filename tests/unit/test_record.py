@@ -153,6 +153,25 @@ def test_no_value_is_the_host_s_logout_unless_storage_lags_behind_a_sign_in() ->
     assert record.classify(None, now_ms=NOW + 10 + LAG_MS) is Stored.HOST
 
 
+def test_a_record_older_than_one_followed_was_wiped_and_is_a_logout_after_it() -> None:
+    followed = signed_in()
+    followed.refreshed(A, T1, T2, NOW + 5)
+    written = followed.stored()
+    gone = SessionRecord()  # the database was deleted: what a read finds now
+    assert gone.after_wipe(followed, NOW + 10)
+    assert gone.version > followed.version and gone.cleared == gone.version
+    assert gone.tokens == {} and gone.stored() is None
+    assert not gone.accepts(followed.version, A)  # nothing read before the wipe counts
+    # A late copy of what the runtime wrote is stale, never the host's sign-in.
+    assert gone.classify(written, now_ms=NOW + 10 + LAG_MS) is Stored.STALE
+    # A record as new as the one followed (or newer) was not wiped: nothing changes.
+    same = SessionRecord.loads(followed.dumps())
+    assert not same.after_wipe(followed, NOW + 20) and same.tokens == {A: T2}
+    # Versions follow the clock, so even a clock behind the old record still orders after it.
+    behind = SessionRecord()
+    assert behind.after_wipe(followed, 0.0) and behind.version == followed.version + 1
+
+
 def test_only_the_newest_mirrors_are_remembered() -> None:
     record = SessionRecord()
     first = None

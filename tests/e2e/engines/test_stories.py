@@ -186,6 +186,49 @@ def test_a_site_forgotten_by_the_browser_is_a_signed_out_user(
     no_problems(profile, tab)
 
 
+WIPE_ROUNDS = 5
+
+
+def test_a_wipe_of_the_site_s_storage_with_tabs_open_signs_out_everywhere(
+    profile: Profile, servers: Servers, run_id: str
+) -> None:
+    """A host's "wipe everything" logout, or storage lost while tabs are open: one tab clears
+    localStorage and deletes every database and cache. Every tab, the worker and a reload are
+    signed out within a bound, and stay so; the session is not written back. Repeated, each
+    round right after the previous round's logout (inside the 2 s the record allows storage to
+    lag behind the runtime's own removal)."""
+    url = story(servers.host, servers.realm)
+    a, b = open_ready(profile, url), open_ready(profile, url)
+    for n in range(WIPE_ROUNDS):
+        run = f"{run_id}-{n}"
+        token = servers.token(ttl=3600)
+        profile.call(a, "setToken", servers.realm, token)
+        assert profile.call(b, "newToken", servers.realm, None, 5_000) == token
+        assert profile.call(a, "loadImages", [f"{servers.realm}img/w0-{run}"]) == [True]
+        assert profile.call(b, "wipeStorage") == []
+        for tab in (a, b):
+            profile.call(tab, "tokenGone", servers.realm, 5_000)
+        # No API call to wait on: the worker stops sending the token within a bound ...
+        deadline, i = time.time() + 5, 0
+        while servers.realm_auth(f"/img/w1-{run}-{i}") != [None]:
+            assert time.time() < deadline, f"round {n}: the worker still sends the token"
+            i += 1
+            profile.call(a, "loadImages", [f"{servers.realm}img/w1-{run}-{i}"])
+        # ... and never again, in any tab, nor after a reload; nothing comes back to storage.
+        images = [f"{servers.realm}img/w2-{run}-{k}" for k in range(3)]
+        for tab in (a, b):
+            profile.call(tab, "loadImages", images)
+        profile.reload(a)
+        profile.call(a, "ready")
+        profile.call(a, "loadImages", [f"{servers.realm}img/w3-{run}"])
+        assert profile.call(a, "getToken", servers.realm) is None, n
+        assert after(servers.realm_log.entries, 0, f"w2-{run}") == [None] * 6, n
+        assert servers.realm_auth(f"/img/w3-{run}") == [None], n
+        assert profile.call(a, "findAtRest", token) == [], n
+        profile.call(a, "clearTokens")  # the next round starts right after a logout
+    no_problems(profile, a, b)
+
+
 def thumbprint_of(proof: str) -> str:
     return str(ECKey.import_key(jwt.get_unverified_header(proof)["jwk"]).thumbprint())
 

@@ -82,6 +82,11 @@
     },
     async clearTokens() { await within(pyauthWeb.clearTokens(), 10000, 'clearTokens'); return true; },
     getToken(url) { return within(pyauthWeb.getToken(url), 10000, 'getToken'); },
+    /** Until getToken(url) is null (bounded). */
+    async tokenGone(url, ms) {
+      await until(async () => (await pyauthWeb.getToken(url)) === null, ms, 'no token');
+      return true;
+    },
     /** Until getToken(url) is neither null nor `old` (bounded); returns it. */
     async newToken(url, old, ms) {
       let token = null;
@@ -183,12 +188,19 @@
      *  script-writable store of the origin (localStorage, sessionStorage, IndexedDB, Cache
      *  Storage) and its service worker registrations. Reports what could not be deleted. */
     async forgetSite() {
-      localStorage.clear();
-      sessionStorage.clear();
       const left = [];
       for (const reg of await navigator.serviceWorker.getRegistrations()) {
         if (!(await reg.unregister())) left.push(`registration ${reg.scope}`);
       }
+      return left.concat(await window.scenario.wipeStorage());
+    },
+    /** A host's "wipe everything" logout (or storage lost while tabs are open): localStorage,
+     *  sessionStorage, every IndexedDB database and Cache Storage cache of the origin.
+     *  Reports what could not be deleted. */
+    async wipeStorage() {
+      localStorage.clear();
+      sessionStorage.clear();
+      const left = [];
       for (const name of await caches.keys()) await caches.delete(name);
       const dbs = indexedDB.databases ? await indexedDB.databases() : [];
       for (const { name } of dbs) {
