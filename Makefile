@@ -76,7 +76,7 @@ engines-test: setup engines
 test: lint engines
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/e2e
 
-bench: setup
+bench: setup engines
 	$(BIN)/python benchmarks/bench.py
 
 bundle: setup

@@ -160,11 +160,16 @@ class SessionRecord:
         return json.dumps(dict(sorted(self.tokens.items())))
 
     def classify(
-        self, stored: str | None, before: str | None = None, now_ms: float = 0.0
+        self,
+        stored: str | None,
+        before: str | None = None,
+        now_ms: float = 0.0,
+        cleared: bool = False,
     ) -> Stored:
         """What ``stored`` (the value ``localStorage`` shows now) is. ``before`` is the value
         it showed just before (a ``storage`` event's ``oldValue``, or what this tab last read),
-        when known; ``now_ms`` the clock.
+        when known; ``now_ms`` the clock; ``cleared``: the host cleared all of storage (a
+        ``storage`` event with no key), so no value is the host's removal, never lag.
 
         A value the runtime wrote earlier is stale (storage lags, or a late write landed): the
         record decides. No value while the record holds a session is the host's removal, unless
@@ -176,8 +181,8 @@ class SessionRecord:
             return Stored.SYNC
         if stored is not None:
             return Stored.STALE if fingerprint(stored) in self.mirrors else Stored.HOST
-        if before is not None and before == mine:
-            return Stored.HOST  # the record's own value went, and the record did not change
+        if cleared or (before is not None and before == mine):
+            return Stored.HOST  # the host cleared storage, or the record's own value went
         return Stored.STALE if 0 <= now_ms - self.emptied < LAG_MS else Stored.HOST
 
     # -- order ---------------------------------------------------------------------------------
@@ -260,16 +265,16 @@ class SessionRecord:
         self._written(now_ms)
         self.cleared = self.version
 
-    def after_wipe(self, followed: SessionRecord, now_ms: float) -> bool:
-        """This record, as read, is older than ``followed``, one this tab has followed: the
-        record was deleted (the host or the browser wiped the site's storage, IndexedDB with
-        it). A wipe is a logout, ordered after everything before it; the values the runtime
-        wrote stay known as its own (a late copy of one in storage is stale, not the host's).
-        Returns whether it was one."""
-        if self.version >= followed.version:
+    def after_wipe(self, newest: SessionRecord, now_ms: float) -> bool:
+        """This record, as read from the database, is older than ``newest``, one read or
+        committed there before: the record was deleted (the host or the browser wiped the
+        site's storage, IndexedDB with it). A wipe is a logout, ordered after everything before
+        it; the values the runtime wrote stay known as its own (a late copy of one in storage
+        is stale, not the host's). Returns whether it was one."""
+        if self.version >= newest.version:
             return False
-        self.version = followed.version
-        self.mirrors = list(followed.mirrors)
+        self.version = newest.version
+        self.mirrors = list(dict.fromkeys(newest.mirrors + self.mirrors))[-MAX_MIRRORS:]
         self.logout(now_ms)
         return True
 

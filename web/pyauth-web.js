@@ -83,6 +83,8 @@
   const RECORD_CHANNEL = 'pyauth-web/session';  // notices that a session ended (pages and the worker)
   /** @type {Promise<IDBDatabase> | null} */
   let recordDB = null;
+  /** @type {Array<() => void>} */
+  const recordDeleted = [];  // told when another tab (or the browser) deletes the database
   function openRecords() {
     if (!recordDB) {
       recordDB = new Promise((resolve, reject) => {
@@ -101,7 +103,11 @@
         open.onsuccess = () => {
           const db = open.result;
           if (blocked) { db.close(); return; }  // given up on already
-          db.onversionchange = () => { db.close(); recordDB = null; };
+          db.onversionchange = (event) => {
+            db.close();
+            recordDB = null;
+            if (event.newVersion === null) for (const told of recordDeleted) told();  // deleted
+          };
           db.onclose = () => { recordDB = null; };
           resolve(db);
         };
@@ -123,6 +129,8 @@
     }));
   }
   const records = {
+    /** @param {() => void} fn called when the database is deleted while open here */
+    onDeleted: (fn) => { recordDeleted.push(fn); },
     /** @returns {Promise<string | null>} the app's record (JSON text) as committed now */
     read: () => recordTransaction('readonly', (st) => {
       const req = st.get(app);

@@ -58,8 +58,11 @@ class Following:
 
     def start(self) -> None:
         s = self.s
-        s.storage.on_change(lambda before: s.spawn(self.resync(before, announce=True)))
+        s.storage.on_change(
+            lambda before, cleared: s.spawn(self.resync(before, announce=True, cleared=cleared))
+        )
         s.records.listen(self._notice)
+        s.records.on_deleted(lambda: s.spawn(self.resync()))  # (a wipe: see records.py)
         s.timers.listen(self.storage_changed)  # (the host may have written storage here)
         raw = s.storage.read_raw()
         kind = s.record.classify(raw, None, s.now_ms())
@@ -111,45 +114,45 @@ class Following:
         """Read the record now (what storage shows judged against what this tab last saw)."""
         return self.resync(self.s.storage.seen)
 
-    async def resync(self, before: str | None = None, announce: bool = False) -> SessionRecord:
+    async def resync(
+        self, before: str | None = None, announce: bool = False, cleared: bool = False
+    ) -> SessionRecord:
         """Read the record (taking in what the host wrote to storage, or rewriting a stale
         value) and follow it. ``before``: what storage showed before the change that brought
-        this call, when known (see ``SessionRecord.classify``)."""
+        this call, when known; ``cleared``: the host cleared all storage (see
+        ``SessionRecord.classify``)."""
         s = self.s
         async with self._lock:
             raw = s.storage.read_raw()
             record = await s.records.read(s.record)
-            wiped = record.version < s.record.version  # (see SessionRecord.after_wipe)
-            stale = record.classify(raw, before, s.now_ms()) is not Stored.SYNC
+            wiped = s.records.behind(record)  # deleted since: the transaction logs out first
+            stale = record.classify(raw, before, s.now_ms(), cleared) is not Stored.SYNC
             if wiped or stale or s.storage.has_legacy_refresh():
-                reconcile = lambda r: self._reconcile(r, before)  # noqa: E731
+                reconcile = lambda r: self._reconcile(r, before, cleared)  # noqa: E731
                 try:
-                    record, wiped = await s.records.change(s.record, reconcile)
+                    record, _ = await s.records.change(s.record, reconcile)
                 except RecordError as exc:  # nothing taken in: follow the record as read
                     s.warn(str(exc))
+                    if wiped:  # (never a session the database no longer holds)
+                        record = s.records.wiped(record)
             self.follow(record)
-            if wiped:  # the worker and the other tabs drop the session at once
-                s.records.notify(record, logout=True)
             if announce:
                 s.events.emit("storage-sync", realms=list(s.store.entries()))
             return record
 
-    def _reconcile(self, record: SessionRecord, before: str | None) -> bool:
-        """In the record's transaction: a record deleted since this tab followed it is a
-        logout; the refresh tokens an older bundle left in storage move in; the host's own
-        value is taken in (the caller writes the mirror back either way). Returns whether the
-        record had been wiped."""
+    def _reconcile(self, record: SessionRecord, before: str | None, cleared: bool) -> Stored:
+        """In the record's transaction: the refresh tokens an older bundle left in storage move
+        in; the host's own value is taken in (the caller writes the mirror back either way)."""
         s = self.s
         now = s.now_ms()
-        wiped = record.after_wipe(s.record, now)
         raw = s.storage.read_raw()
-        kind = record.classify(raw, before, now)
+        kind = record.classify(raw, before, now, cleared)
         if kind is Stored.HOST:
             record.ingest(self._parse(raw), now)
         legacy = s.storage.take_legacy_refresh()  # (after: an older bundle's sign-in pairs them
         if legacy is not None:  # with the session it just wrote)
             record.adopt_refresh(legacy, now)
-        return wiped
+        return kind
 
     def _notice(self, version: int, logout: bool) -> None:
         """Another tab ended a session (its record ``version``): after a logout, drop everything
@@ -157,8 +160,9 @@ class Following:
         s = self.s
         if version <= s.record.version:
             return
-        if logout:
-            self.follow(SessionRecord(version=version, cleared=version))
+        if logout:  # (what the runtime wrote stays known as its own)
+            mirrors = list(s.record.mirrors)
+            self.follow(SessionRecord(version=version, cleared=version, mirrors=mirrors))
         s.spawn(self.resync())
 
     def follow(self, record: SessionRecord, mine: frozenset[str] = frozenset()) -> None:

@@ -45,8 +45,10 @@ class Session:
         self.events = events
         self.warn = events.warn
         self.storage = SessionStorage(app)
-        self.records = Records(app, records, self.storage.write, events.warn)
         self.record = SessionRecord.loads(record)  # as this tab last read or committed it
+        self.records = Records(
+            app, records, self.storage.write, events.warn, self.now_ms, first=self.record
+        )
         self.redirects: dict[str, protocol.Redirect] = {}  # the host's overrides, by realm
         fail = lambda error: self.coordinator.fail(error)  # noqa: E731 - rebuilt by configure
         token = lambda realm: self.record.tokens.get(realm)  # noqa: E731 - as read under the lock

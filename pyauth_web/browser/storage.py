@@ -62,19 +62,21 @@ class SessionStorage:
     def drop_legacy_refresh(self) -> None:
         js.localStorage.removeItem(legacy_refresh_key(self.key))
 
-    def on_change(self, callback: Callable[[str | None], None]) -> None:
-        """``callback(before)`` when another tab changes the session (``before``: the value it
-        replaced), or clears all storage (the event's key is then null): the runtime never
-        clears storage, so the host removed whatever was there, at the latest what this tab
-        last saw (``before``: :attr:`seen`). The listener lives as long as the page."""
+    def on_change(self, callback: Callable[[str | None, bool], None]) -> None:
+        """``callback(before, cleared)`` when another tab changes the session (``before``: the
+        value it replaced), or clears all of ``localStorage`` (the event's key is then null:
+        ``cleared``; the runtime never clears storage, so that is the host's removal). The
+        listener lives as long as the page."""
 
         def on_storage(event: Any) -> None:
+            if event.storageArea != js.localStorage:
+                return
             if not isinstance(event.key, str):
-                callback(self.seen)
+                callback(None, True)
                 return
             if event.key != self.key:
                 return
             old = event.oldValue
-            callback(old if isinstance(old, str) else None)
+            callback(old if isinstance(old, str) else None, False)
 
         add_event_listener(js.window, "storage", on_storage)

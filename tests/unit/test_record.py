@@ -151,6 +151,9 @@ def test_no_value_is_the_host_s_logout_unless_storage_lags_behind_a_sign_in() ->
     assert record.classify(None, before=mine, now_ms=NOW + 20) is Stored.HOST
     # ... and later, no value is the host's logout.
     assert record.classify(None, now_ms=NOW + 10 + LAG_MS) is Stored.HOST
+    # A clear() of all storage is the host's, even right after the runtime's own removal.
+    assert record.classify(None, now_ms=NOW + 20, cleared=True) is Stored.HOST
+    assert record.classify(mine, now_ms=NOW + 20, cleared=True) is Stored.SYNC  # written since
 
 
 def test_a_record_older_than_one_followed_was_wiped_and_is_a_logout_after_it() -> None:

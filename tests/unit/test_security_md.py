@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = re.compile(r"`((?:e2e|unit)/[\w*]+\.py)((?:::\w+)?)`|`::(\w+)`")
+REFERENCE = re.compile(r"`((?:e2e|unit)/[\w*/]+\.py)((?:::\w+)?)`|`::(\w+)`")
 
 
 def test_every_test_security_md_names_exists() -> None:

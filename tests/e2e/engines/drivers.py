@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -55,6 +56,11 @@ def missing(name: str, what: str) -> EngineError:
     return EngineError(f"{name}: {what} is not installed; `make test` installs it (see Makefile)")
 
 
+# A step, bounded in the page (a stuck step rejects; the driver stays usable).
+BOUNDED_STEP = """([name, list, ms]) => Promise.race([
+  Promise.resolve().then(() => window.scenario[name](...list)),
+  new Promise((_, reject) => setTimeout(() => reject(new Error(`step ${name}: no result in ${ms} ms`)), ms)),
+])"""
 EMULATE_VISIBILITY = """(state) => {
   Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });
   Object.defineProperty(document, 'hidden', { configurable: true, get: () => state === 'hidden' });
@@ -91,8 +97,7 @@ class ChromiumProfile:
         tab.evaluate(EMULATE_VISIBILITY, "visible")
 
     def call(self, tab: Any, fn: str, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
-        tab.set_default_timeout(timeout * 1000)
-        return tab.evaluate("([fn, args]) => window.scenario[fn](...args)", [fn, list(args)])
+        return tab.evaluate(BOUNDED_STEP, [fn, list(args), timeout * 1000])
 
     def drop(self) -> None:
         self.context.close()
@@ -129,14 +134,15 @@ class FirefoxProfile:
     def close(self, tab: Any) -> None:
         self.engine.send("close", tab=tab)
 
-    def hide(self, tab: Any) -> None:  # another tab in front of it
+    def hide(self, tab: Any) -> None:  # its window minimized
         self.engine.send("hide", tab=tab)
 
     def show(self, tab: Any) -> None:
         self.engine.send("show", tab=tab)
 
     def call(self, tab: Any, fn: str, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
-        return self.engine.send("call", timeout=timeout, tab=tab, fn=fn, args=list(args))
+        return self.engine.send("call", timeout=timeout + 5, tab=tab, fn=fn, args=list(args),
+                                ms=timeout * 1000)
 
     def drop(self) -> None:
         self.engine.send("dropProfile", profile=self.id)
@@ -152,22 +158,30 @@ class Firefox:
         script = HERE / "firefox" / "driver.mjs"
         if not (HERE / "firefox" / "node_modules" / "puppeteer-core").is_dir():
             raise missing("firefox", "puppeteer-core (npm, tests/e2e/engines/firefox)")
+        # its own process group: quitting ends Firefox with the driver that launched it
         self.proc = subprocess.Popen(
             ["node", str(script), binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1,
+            stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
         )
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_errors, daemon=True).start()
         self.next_id = 1
-        self.version = str(self._reply(0, LAUNCH_TIMEOUT_S))
+        try:
+            self.version = str(self._reply(0, LAUNCH_TIMEOUT_S))
+        except EngineError:
+            self.quit()
+            raise
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.replies.put(json.loads(line))
-        self.replies.put({"id": None, "error": "the Firefox driver exited"})
+            try:
+                self.replies.put(json.loads(line))
+            except ValueError:  # not a reply (something else wrote to stdout)
+                self.log.append(line.rstrip())
+        self.replies.put({"id": None, "error": f"the Firefox driver exited: {self.log[-5:]}"})
 
     def _read_errors(self) -> None:
         assert self.proc.stderr is not None
@@ -188,6 +202,8 @@ class Firefox:
 
     def send(self, op: str, timeout: float = CALL_TIMEOUT_S, **fields: Any) -> Any:
         assert self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            raise EngineError(f"firefox: the driver exited ({self.proc.returncode}): {self.log[-5:]}")
         ident, self.next_id = self.next_id, self.next_id + 1
         self.proc.stdin.write(json.dumps({"id": ident, "op": op, **fields}) + "\n")
         self.proc.stdin.flush()
@@ -202,7 +218,7 @@ class Firefox:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 # -- WebKitGTK: selenium + WebKitWebDriver (MiniBrowser) under Xvfb -------------------------------
@@ -303,7 +319,11 @@ class WebKit:
         os.close(read)
         self.display = f":{display[0]}"
         self.version = "WebKitGTK"
-        probe = self.profile()
+        try:
+            probe = self.profile()
+        except EngineError:
+            self.quit()
+            raise
         self.version = str(probe.driver.capabilities.get("browserVersion", "?"))  # type: ignore[attr-defined]
         probe.drop()
 
@@ -315,17 +335,24 @@ class WebKit:
                           env={**os.environ, "DISPLAY": self.display})
         options = webdriver.WebKitGTKOptions()
         result: list[Any] = []
+        given_up = threading.Event()
 
         def start() -> None:  # MiniBrowser without a display hangs with no error: bound it
             try:
-                result.append(webdriver.WebKitGTK(options=options, service=service))
+                driver = webdriver.WebKitGTK(options=options, service=service)
             except Exception as error:  # reported below
                 result.append(error)
+                return
+            if given_up.is_set():  # too late: nobody will use it
+                driver.quit()
+            else:
+                result.append(driver)
 
         thread = threading.Thread(target=start, daemon=True)
         thread.start()
         thread.join(LAUNCH_TIMEOUT_S)
         if not result or isinstance(result[0], Exception):
+            given_up.set()
             raise EngineError(f"webkit: no session in {LAUNCH_TIMEOUT_S:.0f} s: {result}")
         driver = result[0]
         driver.set_page_load_timeout(CALL_TIMEOUT_S)

@@ -3,10 +3,12 @@
 //   {id, op: "profile"}                      -> {id, ok: profileId}   (a fresh browser context)
 //   {id, op: "open", profile, url}           -> {id, ok: tabId}
 //   {id, op: "goto" | "reload" | "close" | "hide" | "show", tab, url?}
+// A tab is a window of its own (visible, as every page of headless Chromium is); hiding one
+// minimizes its window.
 //   {id, op: "call", tab, fn, args}          -> {id, ok: await window.scenario[fn](...args)}
 //   {id, op: "dropProfile", profile}
 // Anything the scenario decides lives in the pages (tests/e2e/pages/engines/); this file only
-// opens, navigates, reloads, closes, hides (another tab in front), shows and calls.
+// opens, navigates, reloads, closes, hides (minimizes), shows and calls.
 import readline from 'node:readline';
 import puppeteer from 'puppeteer-core';
 
@@ -23,9 +25,13 @@ const browser = await puppeteer.launch({
     'datareporting.policy.dataSubmissionEnabled': false,
   },
 });
+// A step, bounded in the page too (a stuck step rejects; the driver stays usable).
+const BOUNDED = (name, list, ms) => Promise.race([
+  Promise.resolve().then(() => window.scenario[name](...list)),
+  new Promise((_, reject) => setTimeout(() => reject(new Error(`step ${name}: no result in ${ms} ms`)), ms)),
+]);
 const profiles = new Map();
 const tabs = new Map();
-const covers = new Map();  // tab -> the tab put in front of it
 let next = 1;
 
 const ops = {
@@ -42,7 +48,7 @@ const ops = {
     return null;
   },
   async open({ profile, url }) {
-    const page = await profiles.get(profile).newPage();
+    const page = await profiles.get(profile).newPage({ type: 'window' });
     page.on('console', (m) => { if (m.type() === 'error') process.stderr.write(`console: ${m.text()}\n`); });
     page.on('pageerror', (e) => process.stderr.write(`pageerror: ${e}\n`));
     const id = `t${next++}`;
@@ -53,22 +59,16 @@ const ops = {
   async goto({ tab, url }) { await tabs.get(tab).goto(url, { waitUntil: 'load' }); return null; },
   async reload({ tab }) { await tabs.get(tab).reload({ waitUntil: 'load' }); return null; },
   async hide({ tab }) {
-    const page = tabs.get(tab);
-    const cover = await page.browserContext().newPage();
-    covers.set(tab, cover);
-    await cover.bringToFront();
+    await browser.setWindowBounds(await tabs.get(tab).windowId(), { windowState: 'minimized' });
     return null;
   },
   async show({ tab }) {
-    await tabs.get(tab).bringToFront();
-    const cover = covers.get(tab);
-    covers.delete(tab);
-    if (cover) await cover.close();
+    await browser.setWindowBounds(await tabs.get(tab).windowId(), { windowState: 'normal' });
     return null;
   },
   async close({ tab }) { const page = tabs.get(tab); tabs.delete(tab); await page.close(); return null; },
-  async call({ tab, fn, args }) {
-    return tabs.get(tab).evaluate((name, list) => window.scenario[name](...list), fn, args || []);
+  async call({ tab, fn, args, ms }) {
+    return tabs.get(tab).evaluate(BOUNDED, fn, args || [], ms);
   },
 };
 

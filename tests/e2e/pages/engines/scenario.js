@@ -10,6 +10,7 @@
   addEventListener('pyauth-web:event', (e) => events.push(e.detail));
   addEventListener('console:auth-error', (e) => authErrors.push(e.detail));
   addEventListener('unhandledrejection', (e) => unhandled.push(String(e.reason)));
+  addEventListener('error', (e) => unhandled.push(`error: ${e.message}`));
   document.addEventListener('securitypolicyviolation', (e) => violations.push(
     `${e.violatedDirective} ${e.blockedURI}`));
 
@@ -192,15 +193,18 @@
       for (const reg of await navigator.serviceWorker.getRegistrations()) {
         if (!(await reg.unregister())) left.push(`registration ${reg.scope}`);
       }
-      return left.concat(await window.scenario.wipeStorage());
+      return left.concat(await window.scenario.wipeStorage('all'));
     },
-    /** A host's "wipe everything" logout (or storage lost while tabs are open): localStorage,
-     *  sessionStorage, every IndexedDB database and Cache Storage cache of the origin.
-     *  Reports what could not be deleted. */
-    async wipeStorage() {
-      localStorage.clear();
-      sessionStorage.clear();
+    /** A host's "wipe everything" logout (or storage lost while tabs are open): `storage`
+     *  (localStorage and sessionStorage cleared), `database` (every IndexedDB database and
+     *  Cache Storage cache of the origin deleted) or `all`. Reports what could not be deleted. */
+    async wipeStorage(what) {
       const left = [];
+      if (what !== 'database') {
+        localStorage.clear();
+        sessionStorage.clear();
+      }
+      if (what === 'storage') return left;
       for (const name of await caches.keys()) await caches.delete(name);
       const dbs = indexedDB.databases ? await indexedDB.databases() : [];
       for (const { name } of dbs) {
@@ -213,6 +217,8 @@
       }
       return left;
     },
+    /** How this document was loaded (`navigate`, `reload`, ...). */
+    navigationType() { return performance.getEntriesByType('navigation')[0].type; },
     /** The tab's visibility as the engine reports it. */
     visibility() { return document.visibilityState; },
     /** Until this tab reports `state` (bounded). */
