@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 from playwright.sync_api import BrowserContext, Page
@@ -122,6 +122,18 @@ window.addEventListener('console:auth-error', (e) => window.__authErrors.push(e.
 window.addEventListener('pyauth-web:event', (e) => window.__events.push(e.detail));
 window.addEventListener('unhandledrejection', (e) => window.__unhandled.push(String(e.reason)));
 """
+
+
+# -- the strict Content-Security-Policy the README recommends (and Trusted Types on top) --------
+def strict_csp(realm: str) -> str:
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(realm))
+    return (
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+        f"img-src 'self' {origin}; connect-src 'self' {origin}; object-src 'none'; base-uri 'none'"
+    )
+
+
+TRUSTED_TYPES = "; require-trusted-types-for 'script'; trusted-types pyauth-web"
 
 
 # -- one way to open a page, to load an image, and to read a server's log ------------------------

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from support import LOAD_IMAGE, PAGES, Servers, auth_seen, open_app
+from support import (
+    LOAD_IMAGE,
+    PAGES,
+    TRUSTED_TYPES,
+    Servers,
+    auth_seen,
+    open_app,
+    strict_csp,
+)
 
 from pyauth_web.demo.servers import host_app
 
@@ -19,17 +26,6 @@ window.__violations = [];
 document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(
   `${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
 """
-
-
-def strict_csp(realm: str) -> str:
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(realm))
-    return (
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
-        f"img-src 'self' {origin}; connect-src 'self' {origin}; object-src 'none'; base-uri 'none'"
-    )
-
-
-TRUSTED_TYPES = "; require-trusted-types-for 'script'; trusted-types pyauth-web"
 
 
 @pytest.mark.parametrize("policy", ["strict", "trusted-types"])

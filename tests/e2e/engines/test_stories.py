@@ -13,14 +13,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jwt
 import pytest
 from dpop_realm import DPoPLog, dpop_realm_app, hs256_tokens
 from drivers import Profile
 from joserfc.jwk import ECKey
-from support import PAGES, STORAGE_KEY, Servers, auth_seen, wait_until
+from support import (
+    PAGES,
+    STORAGE_KEY,
+    TRUSTED_TYPES,
+    Servers,
+    auth_seen,
+    strict_csp,
+    wait_until,
+)
 
 from pyauth_web import dpop
 from pyauth_web.demo.servers import DEMO_SECRET, host_app
@@ -299,17 +307,6 @@ def test_sse_rotated_mid_stream_and_websocket_rotation(
     wait_until(lambda: len(swaps()) >= 2, 5, "the messages sent while rotating")
     assert len(swaps()) == len(set(swaps())) == 2  # each arrived once
     no_problems(profile, tab)
-
-
-def strict_csp(realm: str) -> str:
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(realm))
-    return (
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
-        f"img-src 'self' {origin}; connect-src 'self' {origin}; object-src 'none'; base-uri 'none'"
-    )
-
-
-TRUSTED_TYPES = "; require-trusted-types-for 'script'; trusted-types pyauth-web"
 
 
 @pytest.mark.parametrize("policy", ["strict", "trusted-types"])
