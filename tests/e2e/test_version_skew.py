@@ -22,7 +22,15 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from support import LOAD_IMAGE, PAGES, STORAGE_KEY, Servers, wait_controlled, wait_ready
+from support import (
+    LOAD_IMAGE,
+    PAGES,
+    STORAGE_KEY,
+    Servers,
+    wait_controlled,
+    wait_ready,
+    wait_until,
+)
 
 from pyauth_web import assets
 from pyauth_web.demo.servers import host_app
@@ -208,6 +216,8 @@ def test_a_page_meeting_a_newer_worker_warns_once_and_keeps_working(
     page.evaluate("() => navigator.serviceWorker.getRegistration().then((r) => r.update())")
     wait_for_worker_version(page, newer)
     page.evaluate("() => pyauthWeb.reload()")  # any message: acks now carry the newer version
+    # (console events reach the test a moment after the page logged them)
+    wait_until(lambda: any("speaks protocol" in w for w in warnings), 5, "the warning")
     skew = [w for w in warnings if "speaks protocol" in w]
     assert len(skew) == 1 and f"protocol {newer}" in skew[0], warnings
     page.evaluate("() => pyauthWeb.reload()")

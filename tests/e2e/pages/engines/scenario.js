@@ -227,6 +227,11 @@
       return true;
     },
     events(kind) { return kind ? events.filter((e) => e.kind === kind) : events; },
+    /** Until an auth event of `kind` has been seen (bounded); the first one. */
+    async event(kind, ms) {
+      await until(() => events.some((e) => e.kind === kind), ms, `a ${kind} event`);
+      return events.find((e) => e.kind === kind);
+    },
     problems() { return { authErrors, unhandled, violations }; },
     /** Whether the page enforces Trusted Types: a plain string into a script URL sink throws. */
     trustedTypesEnforced() {
