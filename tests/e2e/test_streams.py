@@ -141,6 +141,8 @@ def test_websocket_rotates_on_token_expired_and_caps_rotations(
         app_page.wait_for_function(
             "(n) => window.__wsStates.filter((s) => s === 'rotating').length === n "
             "&& window.__wsStates[window.__wsStates.length - 1] === 'open'", arg=n)
+    # (the server logs a connect as it answers the handshake: a moment after the page may see it)
+    wait_until(lambda: len(ws_entries(servers, "/ws", since)) >= 4, 5, "the fourth connect logged")
     connects = ws_entries(servers, "/ws", since)
     assert len(connects) == 4 and all(e["valid"] for e in connects)
     assert len({e["auth"] for e in connects}) == 4  # a freshly refreshed token each time
