@@ -11,13 +11,12 @@
 // (pyauth_web.browser.runtime; nothing runs, no token is read). The adapter's `js` names are
 // recorded as paths (`js.fetch` is "fetch") and bound to the page's own objects when the loader
 // restores the snapshot (`loadPyodide({_loadSnapshot})`). The interpreter's memory is written
-// gzip-compressed to SNAPSHOT_FILE. Files are not part of a snapshot: the loader writes the same
-// zip at SYS_PATH before the first import (no unpacking; zipimport's index of it is in the
-// snapshot). Prints one JSON line: {"bytes": raw size, "stored": compressed size, "bytecode":
+// as is to SNAPSHOT_FILE (the bundle step compresses it). Files are not part of a snapshot: the
+// loader writes the same zip at SYS_PATH before the first import (no unpacking; zipimport's
+// index of it is in the snapshot). Prints one JSON line: {"bytes": snapshot size, "bytecode":
 // zip size, "ms": time to make}.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { gzipSync } from 'node:zlib';
 
 const [bundleDir, outFile, bytecodeFile, sysPath, ...wheels] = process.argv.slice(2);
 if (!bundleDir || !outFile || !bytecodeFile || !sysPath) {
@@ -60,10 +59,9 @@ import pyauth_web.preload
 import pyauth_web.browser.runtime
 `);
 const snapshot = py.makeMemorySnapshot();
-const stored = gzipSync(snapshot, { level: 6 });
-writeFileSync(outFile, stored);
+writeFileSync(outFile, snapshot);
 console.log(JSON.stringify({
-  bytes: snapshot.length, stored: stored.length, bytecode: bytecode.length,
+  bytes: snapshot.length, bytecode: bytecode.length,
   ms: Math.round(performance.now() - started),
 }));
 process.exit(0);  // Pyodide leaves handles open under Node

@@ -98,7 +98,11 @@ declare global {
       readonly storageKey: string;
       readonly skew: number | null;
       readonly refreshURL: string | null;
-      readonly snapshot: boolean;
+      /** `data-snapshot`: 'auto' restores the bundle's memory snapshot on a first visit when the
+       *  link is fast enough to make it pay, 'on' always, 'off' never (boot Pyodide). */
+      readonly snapshot: 'auto' | 'on' | 'off';
+      /** `data-boot`: 'idle' starts the runtime after the host's load event and idle time. */
+      readonly boot: 'now' | 'idle';
       readonly recover: boolean;
       /** 'external': the runtime waits for `attach(pyodide)` instead of loading its own. */
       readonly pyodide: 'own' | 'external';

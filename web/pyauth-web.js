@@ -28,6 +28,8 @@
   const DEFAULT_STORAGE_KEY = 'pyauth-web:session';
   const EVENT = 'pyauth-web:event';  // the runtime's too (pyauth_web/protocol.py)
   const SNAPSHOT_CACHE = 'pyauth-web-snapshot-v2';  // the memory snapshot's (see readSnapshot)
+  const BOOT_SAVES_MS = 2000;  // what restoring the snapshot saves against booting (see snapshotPays)
+  const IDLE_TIMEOUT_MS = 2000;  // the longest wait for idle time once the host has loaded
 
   const script = /** @type {HTMLScriptElement} */ (document.currentScript);
   const base = new URL('.', script.src).href;
@@ -41,7 +43,10 @@
     storageKey: data.storageKey || DEFAULT_STORAGE_KEY,
     skew: data.skew === undefined ? null : Number(data.skew),  // null: the runtime's default
     refreshURL: data.refreshUrl ? new URL(data.refreshUrl, location.href).href : null,
-    snapshot: data.snapshot !== 'off',
+    // 'auto': restore the bundle's snapshot when the link makes it pay (snapshotPays); 'on': always
+    snapshot: data.snapshot === 'off' || data.snapshot === 'on' ? data.snapshot : 'auto',
+    // 'idle': start the runtime once the host has loaded and is idle (see hostIdle)
+    boot: data.boot === 'idle' ? 'idle' : 'now',
     recover: data.recover !== 'off',
     // 'external': the host runs Pyodide itself and hands it over with pyauthWeb.attach(pyodide)
     pyodide: data.pyodide === 'external' ? 'external' : 'own',
@@ -149,20 +154,40 @@
   };
 
   // --- the bundle: what needs no other step is requested first -------------------------------
-  // pyodide.js, the manifest and the cached snapshot, before the worker is registered or told
-  // anything: a warm start waits on them, and nothing else waits on the worker's set-up.
-  const started = (() => {
+  // pyodide.js, the manifest, the prebuilt zip and the cached snapshot, before the worker is
+  // registered or told anything: a warm start waits on them, and nothing else waits on the
+  // worker's set-up. With data-boot="idle" all of it waits for the host's load and idle time.
+  let deferred = config.boot === 'idle';  // the runtime has not begun to start (data-boot="idle")
+  const started = (deferred ? hostIdle() : Promise.resolve()).then(() => {
+    deferred = false;
+    performance.mark('pyauth-web:start');
     const external = config.pyodide === 'external';
-    const useSnapshot = !external && config.snapshot && 'caches' in globalThis && 'DecompressionStream' in globalThis;
+    const useSnapshot = !external && config.snapshot !== 'off' && 'caches' in globalThis && 'DecompressionStream' in globalThis;
     const scriptLoaded = external ? Promise.resolve() : loadScript('pyodide/pyodide.js');
     const manifest = fetchAsset('manifest.json').then((r) => r.json());
-    scriptLoaded.catch(() => {});  // each surfaces where it is awaited
-    manifest.catch(() => {});
+    // The wheels, installed and compiled to bytecode at bundle time (one zip), else the wheels.
+    const wheelBytes = manifest.then((m) => {
+      const prebuilt = m.snapshot ? [m.snapshot.bytecode] : m.wheels.filter((w) => m.install.includes(w.name)).map((w) => `wheels/${w.file}`);
+      return prebuilt.map((path) => fetchAsset(path).then((r) => r.arrayBuffer()));
+    });
+    for (const p of [scriptLoaded, manifest, wheelBytes]) p.catch(() => {});  // each surfaces where it is awaited
     const cached = useSnapshot ? readSnapshot() : Promise.resolve(null);
     // The app's session record (IndexedDB), read while Pyodide loads: the runtime starts from it.
     const record = records.read().catch(() => null);
-    return { external, useSnapshot, scriptLoaded, manifest, cached, record };
-  })();
+    return { external, useSnapshot, scriptLoaded, manifest, wheelBytes, cached, record };
+  });
+
+  // data-boot="idle": the host's `load` event, then idle time (at most IDLE_TIMEOUT_MS later;
+  // Safari has no requestIdleCallback: the next task).
+  function hostIdle() {
+    return new Promise((resolve) => {
+      const idle = () => ('requestIdleCallback' in window
+        ? requestIdleCallback(() => resolve(undefined), { timeout: IDLE_TIMEOUT_MS })
+        : setTimeout(resolve, 0));
+      if (document.readyState === 'complete') idle();
+      else window.addEventListener('load', idle, { once: true });
+    });
+  }
 
   // --- service-worker requests, from the first moment ---------------------------------------
   let runtime = null;   // the Python runtime (a PyProxy), once ready
@@ -201,7 +226,9 @@
     const msg = event.data;
     const port = event.ports[0];
     if (!port || !msg || msg.type !== MSG.REQUEST_REALM_TOKEN || typeof msg.requestURL !== 'string') return;
-    if (bootFailed || !candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) {
+    // Before a deferred start (data-boot="idle") nothing answers soon: a miss goes without a token
+    // at once (the host's load event would wait for it), and the recovery re-requests it later.
+    if (bootFailed || deferred || !candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) {
       port.postMessage({ app });
       return;
     }
@@ -563,27 +590,12 @@
   }
 
   async function boot() {
-    const { external, useSnapshot, scriptLoaded, cached } = started;
-    const manifest = await started.manifest;
-    const wheels = manifest.wheels.filter((w) => manifest.install.includes(w.name));
-    // The wheels, installed and compiled to bytecode at bundle time (one zip), else the wheels.
+    const { external, useSnapshot, scriptLoaded, cached, wheelBytes: fetching } = await started;
+    const manifest = await started.then((s) => s.manifest);
+    const wheelBytes = await fetching;
     const prebuilt = manifest.snapshot ? manifest.snapshot.bytecode : null;
-    const wheelBytes = (prebuilt ? [`${prebuilt}`] : wheels.map((w) => `wheels/${w.file}`))
-      .map((path) => fetchAsset(path).then((r) => r.arrayBuffer()));
-    wheelBytes.forEach((p) => p.catch(() => {}));  // a failure surfaces where it is awaited
     const snapshotKey = `${base}__snapshot/${manifest.snapshotKey}`;
-    const shipped = useSnapshot && manifest.snapshot ? manifest.snapshot.file : null;
-    const unpacked = (async () => {
-      const hit = await cached;
-      if (hit && hit.key === snapshotKey) return gunzip(hit.bytes).catch(() => null);
-      if (!shipped) return null;
-      // A first visit: the bundle's own snapshot (compressed for the download), kept unpacked.
-      const compressed = await fetchAsset(shipped).then((r) => r.arrayBuffer(), () => null);
-      const bytes = compressed && await gunzip(compressed).catch(() => null);
-      if (bytes) saveSnapshot(snapshotKey, bytes);
-      performance.mark('pyauth-web:snapshot-fetched');
-      return bytes;
-    })();
+    const shipped = useSnapshot && manifest.snapshot ? manifest.snapshot : null;
     const options = { indexURL: `${base}pyodide/`, packages: [] };
     // Files are not part of a snapshot: every start installs them. The prebuilt zip is written
     // where the bundle's snapshot imported the runtime from and put first on sys.path (already
@@ -599,12 +611,41 @@
       const sitePackages = py.runPython("import sysconfig; sysconfig.get_path('purelib')");
       for (const bytes of wheelBytes) py.unpackArchive((await bytes).slice(0), 'wheel', { extractDir: sitePackages });
     };
-    const pyodide = external ? await attachedPyodide(manifest, install)
-      : await ownPyodide(options, install, snapshotKey, shipped, useSnapshot, unpacked, scriptLoaded);
+    let pyodide;
+    if (external) pyodide = await attachedPyodide(manifest, install);
+    else {
+      // Where this start comes from: the snapshot a visit kept in Cache Storage; the bundle's
+      // (a first visit on a link fast enough, see snapshotPays); a boot (then the bundle's
+      // snapshot is fetched in idle time for the next visit); or, when the bundle has none, one
+      // made here.
+      const hit = await cached;
+      let from = 'boot';
+      let source = null;
+      if (hit && hit.key === snapshotKey) {
+        from = 'cache';
+        source = gunzip(hit.bytes);
+      } else if (shipped) {
+        const choice = await snapshotPays(manifest, wheelBytes[0]);
+        performance.mark('pyauth-web:choice', { detail: choice });
+        if (choice.restore) {
+          from = 'bundle';
+          source = fetchShipped(shipped, 'high').then((bytes) => {
+            saveSnapshot(snapshotKey, bytes);
+            performance.mark('pyauth-web:snapshot-fetched');
+            return bytes;
+          });
+        } else {
+          ready.then(() => hostIdle()).then(() => fetchShipped(shipped, 'low'))
+            .then((bytes) => saveSnapshot(snapshotKey, bytes), () => {});
+        }
+      } else if (useSnapshot) from = 'made';
+      if (source) source.catch(() => {});  // surfaces in ownPyodide
+      pyodide = await ownPyodide(options, install, from, source, snapshotKey, scriptLoaded);
+    }
     performance.mark('pyauth-web:wheels-installed');
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     performance.mark('pyauth-web:runtime-imported');
-    runtime = mod.start(config, postToWorker, dpopKeys, records, await within(started.record, ACK_TIMEOUT_MS));
+    runtime = mod.start(config, postToWorker, dpopKeys, records, await within(started.then((s) => s.record), ACK_TIMEOUT_MS));
     api.pyodide = pyodide;
     mod.destroy();
     for (const event of early.splice(0)) runtime.handle_sw_message(event.data, event.ports[0]);
@@ -620,22 +661,80 @@
     return api;
   }
 
-  // This page's own interpreter: from the memory snapshot when there is one, else booted.
-  async function ownPyodide(options, install, snapshotKey, shipped, useSnapshot, unpacked, scriptLoaded) {
+  // Bytes or CPU, on a first visit. Restoring the bundle's snapshot saves booting Pyodide (about
+  // BOOT_SAVES_MS of CPU here) but costs its download: worth it when the link brings the
+  // snapshot in less time than that (above ~30 Mbit/s with brotli, ~40 with gzip). The link is
+  // timed on the prebuilt zip, fetched first and needed either way (Resource Timing: its encoded
+  // size over the time its body took); its size also tells which encoding the host sends (one of
+  // the manifest's sizes), hence which size of the snapshot would come. navigator.connection's
+  // saveData or a 2g/3g effectiveType boot at once; no timing entry (a cross-origin bundle
+  // without Timing-Allow-Origin) restores. data-snapshot="on" always restores.
+  /** @param {any} manifest @param {Promise<ArrayBuffer>} zipFetched */
+  async function snapshotPays(manifest, zipFetched) {
+    if (config.snapshot === 'on') return { restore: true, why: 'data-snapshot="on"' };
+    const connection = /** @type {any} */ (navigator).connection;
+    if (connection && (connection.saveData || /^(slow-2g|2g|3g)$/.test(connection.effectiveType))) {
+      return { restore: false, why: `navigator.connection: ${connection.saveData ? 'saveData' : connection.effectiveType}` };
+    }
+    await zipFetched.catch(() => null);
+    const url = base + manifest.snapshot.bytecode;
+    let entry = null;
+    for (let i = 0; i < 3 && !entry; i++) {  // the entry is added as the body ends: a task or so after
+      entry = /** @type {PerformanceResourceTiming | undefined} */ (performance.getEntriesByName(url, 'resource').pop());
+      if (!entry) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    if (!entry || !entry.encodedBodySize) return { restore: true, why: 'no timing of the zip' };
+    const sizes = manifest.sizes || {};
+    const zip = sizes[manifest.snapshot.bytecode] || {};
+    const encoding = ['br', 'gzip', 'identity'].find((e) => zip[e] === entry.encodedBodySize) || 'identity';
+    const snapshot = (sizes[manifest.snapshot.plain] || {})[encoding] || manifest.snapshot.stored;
+    const perMs = entry.encodedBodySize / Math.max(entry.responseEnd - entry.responseStart, 1);
+    const downloadMs = Math.round(snapshot / perMs);
+    return { restore: downloadMs < BOOT_SAVES_MS, why: 'link', encoding, downloadMs, bytesPerMs: Math.round(perMs) };
+  }
+
+  // The bundle's snapshot: the plain file, which a host serving the bundle's precompressed
+  // siblings sends compressed (brotli or gzip; the browser unpacks it on the way, off the page's
+  // thread); from a host that sends it as it is (Content-Length: the whole 31 MB) the request is
+  // dropped at its headers, for the gzip copy, unpacked here.
+  /** @param {any} snapshot @param {'high' | 'low'} priority @returns {Promise<Uint8Array>} */
+  async function fetchShipped(snapshot, priority) {
+    const init = /** @type {RequestInit} */ ({ priority });
+    if (snapshot.plain) {
+      const abort = new AbortController();
+      const resp = await fetch(base + snapshot.plain, { ...init, signal: abort.signal }).catch(() => null);
+      if (resp && resp.ok) {
+        const length = Number(resp.headers.get('Content-Length'));
+        if (resp.headers.get('Content-Encoding') || (length > 0 && length < snapshot.bytes)) {
+          return new Uint8Array(await resp.arrayBuffer());
+        }
+        abort.abort();
+      }
+    }
+    const compressed = await fetch(base + snapshot.file, init).then((r) => {
+      if (!r.ok) throw new Error(`pyauth-web: missing bundle asset ${r.url} (HTTP ${r.status})`);
+      return r.arrayBuffer();
+    });
+    return gunzip(compressed);
+  }
+
+  // This page's own interpreter: restored from a snapshot (`source`, its bytes), else booted
+  // (`from` 'boot'), or booted from a snapshot made here first (`from` 'made').
+  /** @param {any} options @param {(py: any) => Promise<void>} install @param {string} from
+   *  @param {Promise<Uint8Array> | null} source @param {string} snapshotKey @param {Promise<any>} scriptLoaded */
+  async function ownPyodide(options, install, from, source, snapshotKey, scriptLoaded) {
     await scriptLoaded;
     performance.mark('pyauth-web:pyodide-script');
-    // With a shipped snapshot there will be one: Pyodide starts fetching and compiling at once,
-    // and takes the snapshot when it is read (or downloaded) and unpacked.
-    let snapshot = shipped ? unpacked.then((bytes) => bytes || Promise.reject(new Error('no snapshot')))
-      : await unpacked;
-    if (useSnapshot && !snapshot) {
+    /** @type {Promise<Uint8Array> | Uint8Array | null} */
+    let snapshot = source;
+    if (from === 'made') {
       // An interpreter in snapshot-making mode cannot reach the page (its `js` is a stand-in),
       // so it only imports the core; the runtime then starts from the snapshot it made.
       const maker = await globalThis.loadPyodide({ ...options, _makeSnapshot: true });
       await install(maker);
       maker.runPython('import pyauth_web.preload');
       snapshot = maker.makeMemorySnapshot();
-      saveSnapshot(snapshotKey, snapshot);
+      saveSnapshot(snapshotKey, /** @type {Uint8Array} */ (snapshot));
       performance.mark('pyauth-web:snapshot-made');
     }
     let pyodide;
@@ -647,7 +746,7 @@
       caches.delete(SNAPSHOT_CACHE).catch(() => {});
       pyodide = await globalThis.loadPyodide(options);
     }
-    performance.mark('pyauth-web:pyodide-loaded');
+    performance.mark('pyauth-web:pyodide-loaded', { detail: { from } });
     await install(pyodide);
     return pyodide;
   }

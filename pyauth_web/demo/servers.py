@@ -78,13 +78,55 @@ class Issuer:
 
 
 # -- static files -----------------------------------------------------------------------------
-def _file_response(path: Path, extra_headers: dict[str, str] | None = None) -> web.StreamResponse:
+@dataclass(frozen=True)
+class Serving:
+    """How a host sends the bundle's files. ``precompressed``: a file's ``.br``/``.gz`` copy
+    with ``Content-Encoding`` when the browser accepts it (what nginx's gzip_static and
+    brotli_static, or Caddy's ``precompressed``, do); else every file as it is. ``rate``: bytes
+    per second every response is paced to (a slow link, for tests; the benchmark throttles in a
+    proxy instead)."""
+
+    precompressed: bool = True
+    rate: float | None = None
+
+
+SERVED = Serving()
+_ENCODINGS = (("br", ".br"), ("gzip", ".gz"))  # aiohttp's own order of preference
+_CHUNK = 16_384
+
+
+async def _file_response(
+    request: web.Request,
+    path: Path,
+    extra_headers: dict[str, str] | None = None,
+    serving: Serving = SERVED,
+) -> web.StreamResponse:
     headers = {
         "Content-Type": _MIME.get(path.suffix, "application/octet-stream"),
         "Cache-Control": "no-cache",
     }
     headers.update(extra_headers or {})
-    return web.FileResponse(path, headers=headers)
+    if serving == SERVED:
+        return web.FileResponse(path, headers=headers)  # negotiates .br/.gz copies itself
+    accepted = request.headers.get("Accept-Encoding", "").lower()
+    for encoding, suffix in _ENCODINGS if serving.precompressed else ():
+        sibling = path.with_name(path.name + suffix)
+        if encoding in accepted and sibling.is_file():
+            path = sibling
+            headers["Content-Encoding"] = encoding
+            headers["Vary"] = "Accept-Encoding"
+            break
+    body = path.read_bytes()
+    if serving.rate is None:
+        return web.Response(body=body, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(body)
+    await response.prepare(request)
+    for start in range(0, len(body), _CHUNK):
+        await response.write(body[start : start + _CHUNK])
+        await asyncio.sleep(min(_CHUNK, len(body) - start) / serving.rate)
+    await response.write_eof()
+    return response
 
 
 def _safe_join(root: Path, rel: str) -> Path | None:
@@ -95,7 +137,7 @@ def _safe_join(root: Path, rel: str) -> Path | None:
 
 
 def _static_route(
-    root: Path, page_vars: dict[str, str] | None = None
+    root: Path, page_vars: dict[str, str] | None = None, serving: Serving = SERVED
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Files under ``root``; ``.html`` files get ``{{NAME}}`` (from ``page_vars``) and
     ``{{q.NAME}}`` (from the query string, HTML-escaped) filled in."""
@@ -105,7 +147,7 @@ def _static_route(
         if target is None:
             raise web.HTTPNotFound(text=f"not found: {request.path}")
         if target.suffix != ".html":
-            return _file_response(target)
+            return await _file_response(request, target, serving=serving)
         html = target.read_text()
         for key, value in (page_vars or {}).items():
             html = html.replace("{{" + key + "}}", value)
@@ -130,10 +172,12 @@ def host_app(
     page_vars: dict[str, str] | None = None,
     extra_dirs: dict[str, Path] | None = None,
     headers: dict[str, str] | None = None,
+    serving: Serving = SERVED,
 ) -> web.Application:
     """The host origin: the bundle under ``/pyauth/``, ``/sw.js``, the demo page, a token issuer
     and refresh URL, and ``extra_dirs`` (e.g. test pages under ``/t/``). ``headers`` are added to
-    every response (a test host serving a Content-Security-Policy, for instance)."""
+    every response (a test host serving a Content-Security-Policy, for instance); ``serving``
+    says how the bundle's files are sent (precompressed copies, by default)."""
 
     @web.middleware
     async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -145,7 +189,9 @@ def host_app(
     page_vars = page_vars or {}
 
     async def service_worker(request: web.Request) -> web.StreamResponse:
-        return _file_response(bundle_dir / "sw.js", {"Service-Worker-Allowed": "/"})
+        return await _file_response(
+            request, bundle_dir / "sw.js", {"Service-Worker-Allowed": "/"}, serving
+        )
 
     async def token(request: web.Request) -> web.StreamResponse:
         """``POST /token`` mints (``{realm, ttl}``); ``POST /refresh`` is a refresh URL
@@ -172,7 +218,7 @@ def host_app(
     app.router.add_get("/sw.js", service_worker)
     app.router.add_post("/token", token)
     app.router.add_post("/refresh", token)
-    app.router.add_get("/pyauth/{path:.*}", _static_route(bundle_dir))
+    app.router.add_get("/pyauth/{path:.*}", _static_route(bundle_dir, serving=serving))
     app.router.add_get("/demo/{path:.*}", pages)
     for prefix, directory in (extra_dirs or {}).items():
         app.router.add_get(f"/{prefix}/{{path:.*}}", _static_route(directory, page_vars))

@@ -70,6 +70,21 @@ def serve_bundle_copy(
     )
 
 
+def precompressed(path: Path) -> list[Path]:
+    """The bundle's precompressed copies of ``path`` (``.br``, ``.gz``) that exist: a server
+    sends them in its place, so a test that removes or rewrites a file removes them too."""
+    return [p for p in (path.with_name(path.name + ".br"), path.with_name(path.name + ".gz"))
+            if p.exists()]
+
+
+def deployable_copy(bundle_dir: Path, root: Path) -> Path:
+    """A copy of the bundle whose ``sw.js`` a test rewrites (a deploy); returns that file."""
+    shutil.copytree(bundle_dir, root, symlinks=True)
+    for stale in precompressed(root / "sw.js"):
+        stale.unlink()
+    return root / "sw.js"
+
+
 def serve_broken_bundle(servers: Servers, bundle_dir: Path, tmp_path: Path) -> tuple[str, Path]:
     """A copy of the bundle without the Python packages the loader installs (the prebuilt
     site-packages, or without one the PyJWT wheel): the runtime cannot start. Served by a new
@@ -82,7 +97,8 @@ def serve_broken_bundle(servers: Servers, bundle_dir: Path, tmp_path: Path) -> t
             missing.append(root / snapshot["bytecode"])
         else:
             missing.extend((root / "wheels").glob("pyjwt-*.whl"))
-        missing[0].unlink()
+        for path in (missing[0], *precompressed(missing[0])):
+            path.unlink()
 
     host = serve_bundle_copy(servers, bundle_dir, tmp_path / "broken", drop_packages)
     return host, missing[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from support import (
     STORAGE_KEY,
     Endpoint,
     Servers,
+    deployable_copy,
     open_app,
     put_record,
     session_record,
@@ -224,8 +224,7 @@ class Deploys:
     ``/release-sw`` (or after 10 s): the page decides when the deploy's script arrives."""
 
     def __init__(self, servers: Servers, bundle_dir: Path, root: Path) -> None:
-        shutil.copytree(bundle_dir, root)
-        self.sw = root / "sw.js"
+        self.sw = deployable_copy(bundle_dir, root)
         self.armed = False
         self._gate: asyncio.Event | None = None
         app = host_app(root, issuer=servers.issuer, page_vars={"REALM": servers.realm},

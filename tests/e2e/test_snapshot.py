@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import BrowserContext, Page
-from support import Servers, serve_bundle_copy, wait_ready
+from support import Servers, precompressed, serve_bundle_copy, wait_ready
 
 # the loader's own cache name (defined there only: no other code opens it)
 SNAPSHOT_CACHE = re.findall(
@@ -90,7 +90,12 @@ def test_a_snapshot_that_does_not_restore_is_dropped_and_the_runtime_boots(
 ) -> None:
     def corrupt(root: Path) -> None:
         data = manifest(root)
-        (root / data["snapshot"]["file"]).write_bytes(gzip.compress(b"not a snapshot" * 100_000))
+        junk = b"not a snapshot" * 100_000
+        (root / data["snapshot"]["file"]).write_bytes(gzip.compress(junk))
+        plain = root / data["snapshot"]["plain"]  # what a host sending precompressed files sends
+        for sibling in precompressed(plain):
+            sibling.unlink()
+        plain.write_bytes(junk)
 
     host = serve_bundle_copy(servers, bundle_dir, tmp_path / "corrupt", corrupt)
     warnings: list[str] = []

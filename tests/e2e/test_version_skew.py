@@ -27,6 +27,7 @@ from support import (
     PAGES,
     STORAGE_KEY,
     Servers,
+    deployable_copy,
     wait_controlled,
     wait_ready,
     wait_until,
@@ -94,7 +95,7 @@ def deployable_host(
     With ``released``, ``sw.js`` is answered only once that is set (at most 30 s later): the
     browser's own update checks cannot install the deploy before the test lets them."""
     root = tmp_path / "deploy"
-    shutil.copytree(bundle_dir, root, symlinks=True)
+    sw_file = deployable_copy(bundle_dir, root)
     app = host_app(root, issuer=servers.issuer, page_vars={"REALM": servers.realm},
                    extra_dirs={"t": PAGES})
     if released is not None:
@@ -107,7 +108,7 @@ def deployable_host(
             return await handler(request)
 
         app.middlewares.append(hold)
-    return servers.thread.serve(app), root / "sw.js"
+    return servers.thread.serve(app), sw_file
 
 
 def wait_for_warning(page: Any, warnings: list[str], text: str) -> None:
