@@ -920,7 +920,12 @@ function route(request, clientId) {
   if (!joined) {
     // Not (yet) a runtime client: ask it once; any answer makes it join its app.
     if (silent.has(clientId) || !anyAppKnows(origin)) return null;
-    return askCoalesced(null, url, clientId, origin).then((entry) => (entry ? withAuth(request, entry, entry.app, clientId) : fetch(request)));
+    // An answer without a token still joined the client: then the app's own fresh token, if any
+    // (as for the misses that waited behind this ask).
+    return askCoalesced(null, url, clientId, origin).then((answer) => {
+      const entry = answer || knownEntry(url, clientId, origin);
+      return entry ? withAuth(request, entry, entry.app, clientId) : fetch(request);
+    });
   }
   const owner = ownerOf(joined, url, origin);
   if (owner === null) return null;
@@ -967,5 +972,17 @@ scope.addEventListener('fetch', (event) => {
   }
 });
 
-scope.addEventListener('install', () => scope.skipWaiting());
+// Static routing (InstallEvent.addRoutes, Chromium 123+): navigations never wake the worker (its
+// fetch handler leaves them alone anyway). Nothing else can be routed so without configuration:
+// realms are learnt at run time and may be on any origin, the page's own included, so every other
+// GET still reaches the fetch handler, which returns at once for a URL of no known realm. Other
+// engines have no static routing: there every request reaches the handler.
+scope.addEventListener('install', (event) => {
+  const install = /** @type {any} */ (event);
+  if (typeof install.addRoutes === 'function') {
+    install.waitUntil(Promise.resolve(install.addRoutes([{ condition: { requestMode: 'navigate' }, source: 'network' }]))
+      .catch((err) => console.warn('pyauth-web: static routes not added:', err)));
+  }
+  scope.skipWaiting();
+});
 scope.addEventListener('activate', (event) => event.waitUntil(followRecords(null).then(() => scope.clients.claim())));

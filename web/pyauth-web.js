@@ -215,6 +215,8 @@
   }
 
   let bootFailed = false;
+  /** @type {Promise<unknown> | null} */
+  let helloApplied = null;  // data-boot="idle": this page's hello, acknowledged by the worker
 
   function onWorkerMessage(event) {
     if (event.data && event.data.type === MSG.ACK) {
@@ -226,9 +228,17 @@
     const msg = event.data;
     const port = event.ports[0];
     if (!port || !msg || msg.type !== MSG.REQUEST_REALM_TOKEN || typeof msg.requestURL !== 'string') return;
-    // Before a deferred start (data-boot="idle") nothing answers soon: a miss goes without a token
-    // at once (the host's load event would wait for it), and the recovery re-requests it later.
-    if (bootFailed || deferred || !candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) {
+    // Before a deferred start (data-boot="idle") nothing answers soon: the answer is "no token",
+    // at once (the host's load event would wait for it), once the worker has applied this page's
+    // hello (its fingerprint of storage: the worker's own saved token is used only if it matches),
+    // so the worker serves what it holds; a miss goes without a token and the recovery
+    // re-requests it later.
+    if (deferred) {
+      if (!helloApplied) helloApplied = postToWorker(hello());
+      helloApplied.then(() => port.postMessage({ app }));
+      return;
+    }
+    if (bootFailed || !candidateRealms().some((realm) => msg.requestURL.startsWith(realm))) {
       port.postMessage({ app });
       return;
     }
@@ -643,8 +653,10 @@
       pyodide = await ownPyodide(options, install, from, source, snapshotKey, scriptLoaded);
     }
     performance.mark('pyauth-web:wheels-installed');
+    await yieldToHost();
     const mod = pyodide.pyimport('pyauth_web.browser.runtime');
     performance.mark('pyauth-web:runtime-imported');
+    await yieldToHost();
     runtime = mod.start(config, postToWorker, dpopKeys, records, await within(started.then((s) => s.record), ACK_TIMEOUT_MS));
     api.pyodide = pyodide;
     mod.destroy();
@@ -659,6 +671,15 @@
     }
     performance.mark('pyauth-web:ready');
     return api;
+  }
+
+  // Start-up runs in steps (Pyodide's restore or boot, installing the zip, importing, starting):
+  // between them the host's own tasks (input, timers, rendering) run; each step is a task of its
+  // own, not one long task (README, Performance: the host's main thread).
+  function yieldToHost() {
+    const scheduler = /** @type {any} */ (globalThis).scheduler;
+    return scheduler && typeof scheduler.yield === 'function' ? scheduler.yield()
+      : new Promise((resolve) => setTimeout(resolve, 0));
   }
 
   // Bytes or CPU, on a first visit. Restoring the bundle's snapshot saves booting Pyodide (about
@@ -747,6 +768,7 @@
       pyodide = await globalThis.loadPyodide(options);
     }
     performance.mark('pyauth-web:pyodide-loaded', { detail: { from } });
+    await yieldToHost();
     await install(pyodide);
     return pyodide;
   }

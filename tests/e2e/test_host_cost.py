@@ -144,3 +144,21 @@ def test_boot_idle_paints_from_the_worker_and_starts_the_runtime_after_load(
         seen = servers.realm_auth(f"/img/idle-{i}-{other}")
         assert seen[-1] == f"Bearer {fresh}", seen
     assert page_errors == []
+
+
+def test_navigations_do_not_reach_the_worker(
+    page: Page, servers: Servers, run_id: str, page_errors: list[str]
+) -> None:
+    """Static routing (Chromium): a controlled page's navigation goes to the network without
+    the worker's fetch handler, and the page is controlled all the same."""
+    page.goto(f"{servers.host}/t/app.html")
+    wait_ready(page)
+    wait_controlled(page)
+    page.reload()
+    wait_ready(page)
+    nav = page.evaluate("""() => { const n = performance.getEntriesByType('navigation')[0].toJSON();
+      return {...n, controlled: !!navigator.serviceWorker.controller}; }""")
+    assert nav["controlled"] is True
+    assert (nav["workerMatchedSourceType"], nav["workerStart"]) == ("network", 0)
+    works(page, servers, run_id, "routed")  # subresources still reach the worker
+    assert page_errors == []

@@ -31,7 +31,7 @@ from support import (
 )
 
 from pyauth_web import dpop
-from pyauth_web.demo.servers import DEMO_SECRET, host_app
+from pyauth_web.demo.servers import DEMO_SECRET, Serving, host_app
 
 REALM_IMAGES = 10
 MAX_FIRST_PAINT_REQUESTS = 3  # without the header (once, or twice by a preload scanner), then with it
@@ -332,3 +332,52 @@ def test_strict_csp_and_trusted_types(
     profile.call(tab, "ready")
     no_problems(profile, tab)  # no securitypolicyviolation either
     assert profile.call(tab, "trustedTypesEnforced") is (policy == "trusted-types")
+
+
+@pytest.mark.parametrize("precompressed", [True, False], ids=["precompressed", "as-is"])
+def test_a_host_sending_the_bundle_precompressed_or_as_it_is(
+    profile: Profile, servers: Servers, bundle_dir: Path, run_id: str, precompressed: bool
+) -> None:
+    """The bundle's .br/.gz copies sent with Content-Encoding, or every file as it is: a first
+    visit restores the bundle's snapshot (a fast link), a later one the copy it kept."""
+    host = servers.thread.serve(host_app(
+        bundle_dir, issuer=servers.issuer, page_vars={"REALM": servers.realm},
+        extra_dirs={"t": PAGES}, serving=Serving(precompressed=precompressed)))
+    tab = open_ready(profile, story(host, servers.realm))
+    info = profile.call(tab, "startInfo")
+    assert info["marks"]["pyodide-loaded"]["detail"] == {"from": "bundle"}, info["marks"]
+    wasm = info["files"]["pyodide/pyodide.asm.wasm"]
+    assert wasm["decoded"] == (bundle_dir / "pyodide/pyodide.asm.wasm").stat().st_size, wasm
+    if precompressed:
+        assert wasm["encoded"] < wasm["decoded"] / 2, wasm
+    else:
+        assert wasm["encoded"] == wasm["decoded"], wasm
+    token = servers.token(ttl=3600)
+    profile.call(tab, "setToken", servers.realm, token)
+    assert profile.call(tab, "loadImages", [f"{servers.realm}img/served-{run_id}"]) == [True]
+    assert servers.realm_auth(f"/img/served-{run_id}") == [f"Bearer {token}"]
+    no_problems(profile, tab)
+    profile.reload(tab)
+    profile.call(tab, "ready")
+    assert profile.call(tab, "startInfo")["marks"]["pyodide-loaded"]["detail"] == {"from": "cache"}
+    no_problems(profile, tab)
+
+
+def test_boot_idle_shows_images_from_the_worker_then_starts_after_load(
+    profile: Profile, servers: Servers, run_id: str
+) -> None:
+    """data-boot="idle": the host's load event comes first, with the realm images of its HTML
+    shown by the worker from the token it keeps; the runtime starts after it."""
+    tab = open_ready(profile, story(servers.host, servers.realm))
+    token = servers.token(ttl=3600)
+    profile.call(tab, "setToken", servers.realm, token)
+    profile.goto(tab, f"{servers.host}/t/engines/idle.html?run={run_id}")
+    at_load = profile.call(tab, "atLoad", 15_000)
+    assert (at_load["shown"], at_load["of"]) == (5, 5), at_load
+    profile.call(tab, "ready")
+    marks = profile.call(tab, "startInfo")["marks"]
+    assert marks["start"]["t"] >= at_load["t"], (marks, at_load)
+    for i in range(5):
+        seen = servers.realm_auth(f"/img/idle-{run_id}-{i}")
+        assert seen and set(seen) == {f"Bearer {token}"}, (i, seen)
+    no_problems(profile, tab)

@@ -13,6 +13,11 @@
   addEventListener('error', (e) => unhandled.push(`error: ${e.message}`));
   document.addEventListener('securitypolicyviolation', (e) => violations.push(
     `${e.violatedDirective} ${e.blockedURI}`));
+  let atLoad = null;  // the host's load event: when, and how many of the HTML's realm images showed
+  addEventListener('load', () => {
+    const imgs = Array.from(document.querySelectorAll('#realm img'));
+    atLoad = { t: performance.now(), shown: imgs.filter((img) => img.naturalWidth > 0).length, of: imgs.length };
+  });
 
   /** A promise that rejects with `what` after `ms`, unless `promise` settles first. */
   const within = (promise, ms, what) => Promise.race([
@@ -233,6 +238,25 @@
       return events.find((e) => e.kind === kind);
     },
     problems() { return { authErrors, unhandled, violations }; },
+    /** How the runtime started: the loader's marks (time and detail) and, for the bundle's files,
+     *  the bytes as sent (encoded) and unpacked (decoded), by their path in the bundle. */
+    startInfo() {
+      const marks = {};
+      for (const m of performance.getEntriesByType('mark')) {
+        if (m.name.startsWith('pyauth-web:')) marks[m.name.slice(11)] = { t: m.startTime, detail: m.detail };
+      }
+      const files = {};
+      for (const e of performance.getEntriesByType('resource')) {
+        const at = e.name.indexOf('/pyauth/');
+        if (at >= 0) files[e.name.slice(at + 8)] = { encoded: e.encodedBodySize, decoded: e.decodedBodySize, start: e.startTime };
+      }
+      return { marks, files };
+    },
+    /** Once the host's load event has fired (bounded): when, and the realm images shown then. */
+    async atLoad(ms) {
+      await until(() => atLoad !== null, ms, 'the load event');
+      return atLoad;
+    },
     /** Whether the page enforces Trusted Types: a plain string into a script URL sink throws. */
     trustedTypesEnforced() {
       try { document.createElement('script').src = '/t/engines/none.js'; return false; } catch { return true; }
