@@ -10,6 +10,7 @@ BiDi (``firefox/driver.mjs``), WebKitGTK by selenium's ``WebKitWebDriver`` under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -328,6 +329,14 @@ class WebKit:
         probe.drop()
 
     def profile(self) -> Profile:
+        """A new session (a new profile); a session that does not come is tried once more (seen
+        once in a run: WebKitWebDriver never answered the first request)."""
+        try:
+            return self._session()
+        except EngineError:
+            return self._session()
+
+    def _session(self) -> Profile:
         from selenium import webdriver
         from selenium.webdriver.webkitgtk.service import Service
 
@@ -353,6 +362,8 @@ class WebKit:
         thread.join(LAUNCH_TIMEOUT_S)
         if not result or isinstance(result[0], Exception):
             given_up.set()
+            with contextlib.suppress(Exception):
+                service.stop()  # the driver process too, not only the session it never made
             raise EngineError(f"webkit: no session in {LAUNCH_TIMEOUT_S:.0f} s: {result}")
         driver = result[0]
         driver.set_page_load_timeout(CALL_TIMEOUT_S)
