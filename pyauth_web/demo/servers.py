@@ -226,7 +226,7 @@ def host_app(
 
 
 # -- a realm (resource server) origin ---------------------------------------------------------
-def _svg(label: str) -> str:
+def svg(label: str) -> str:
     hue = sum(label.encode()) * 37 % 360
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96">'
@@ -292,7 +292,7 @@ def realm_app(
     async def image(request: web.Request) -> web.Response:
         if (refusal := denied(request)) is not None:
             return refusal
-        return web.Response(text=_svg(request.match_info["name"]), content_type="image/svg+xml")
+        return web.Response(text=svg(request.match_info["name"]), content_type="image/svg+xml")
 
     async def api(request: web.Request) -> web.Response:
         if (refusal := denied(request)) is not None:
