@@ -295,13 +295,16 @@ def _compressed(data: bytes, encoding: str, cache: Path | None) -> bytes:
     return out
 
 
-def precompress(root: Path, cache: Path | None = None) -> dict[str, Encoded]:
-    """Write ``.br`` and ``.gz`` beside the bundle's large files (those that shrink enough);
-    returns each file's sizes as served, by its path in the bundle."""
+def precompress(
+    root: Path, cache: Path | None = None, skip: frozenset[Path] = frozenset()
+) -> dict[str, Encoded]:
+    """Write ``.br`` and ``.gz`` beside the bundle's large files (those that shrink enough, but
+    not ``skip``); returns each file's sizes as served, by its path in the bundle."""
     files = sorted(
         p for p in root.rglob("*")
         if p.is_file() and p.suffix in COMPRESSED_SUFFIXES and p.stat().st_size >= MIN_BYTES
-        and not p.name.endswith(".gz.bin") and p.parent.name != "wheels"
+        and not p.name.endswith((".gz.bin", ".br", ".gz")) and p.parent.name != "wheels"
+        and p not in skip
     )
 
     def one(path: Path) -> tuple[str, Encoded]:
@@ -364,10 +367,15 @@ def bundle(
         "snapshot": None,
         "sizes": {},
     }
-    if snapshot:
-        at_boot = [wheel_files[name] for name in INSTALLED_AT_BOOT]
-        manifest["snapshot"] = make_snapshot(out, [out / "wheels" / w.name for w in at_boot])
-    sizes = precompress(out, cache / "compressed")
+    # The files there are now are compressed while Node makes the snapshot (two processes).
+    made_now = frozenset({out / SNAPSHOT_PLAIN, out / BYTECODE_FILE})
+    with ThreadPoolExecutor(max_workers=1) as background:
+        early = background.submit(precompress, out, cache / "compressed", made_now)
+        if snapshot:
+            at_boot = [wheel_files[name] for name in INSTALLED_AT_BOOT]
+            manifest["snapshot"] = make_snapshot(out, [out / "wheels" / w.name for w in at_boot])
+        sizes = early.result()
+    sizes.update(precompress(out, cache / "compressed", frozenset(out / p for p in sizes)))
     if manifest["snapshot"] is not None:
         made = manifest["snapshot"]
         # The gzip sibling doubles as the copy for hosts that serve files as they are.

@@ -1,7 +1,9 @@
 """Issue 24: a good guest in the host page. The bundle ships precompressed copies of its large
 files and works whether the host sends them (Content-Encoding) or sends every file as it is; a
 first visit on a slow link boots instead of downloading the snapshot, and keeps the snapshot in
-idle time for the next visit; ``data-boot="idle"`` starts the runtime after the host's load."""
+idle time for the next visit; ``data-boot="idle"`` starts the runtime after the host's load.
+The hosts sending the bundle precompressed or as it is are a story of every engine
+(``engines/test_stories.py::test_a_host_sending_the_bundle_precompressed_or_as_it_is``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page
 from support import (
     LOAD_IMAGE,
@@ -49,41 +50,6 @@ def works(page: Page, servers: Servers, run_id: str, name: str) -> None:
     path = f"/img/{name}-{run_id}"
     assert page.evaluate(LOAD_IMAGE, servers.realm + path[1:]) is True
     assert servers.realm_auth(path) == [f"Bearer {token}"]
-
-
-@pytest.mark.parametrize("precompressed", [True, False], ids=["precompressed", "as-is"])
-def test_a_host_sending_the_precompressed_files_and_one_sending_them_as_they_are_both_work(
-    page: Page, servers: Servers, bundle_dir: Path, run_id: str, page_errors: list[str],
-    precompressed: bool,
-) -> None:
-    shipped = manifest(bundle_dir)["snapshot"]
-    sizes = manifest(bundle_dir)["sizes"]
-    for path in ("pyodide/pyodide.asm.wasm", "sw.js", shipped["plain"], shipped["bytecode"]):
-        assert (bundle_dir / f"{path}.br").is_file() and (bundle_dir / f"{path}.gz").is_file()
-    assert not (bundle_dir / "pyodide/python_stdlib.zip.gz").exists()  # a zip of deflated files
-    host = serve(servers, bundle_dir, Serving(precompressed=precompressed))
-    page.goto(f"{host}/t/app.html")
-    wait_ready(page)
-    loaded = page.evaluate(MARK, "pyodide-loaded")
-    assert loaded["detail"] == {"from": "bundle"}  # loopback: the snapshot pays
-    works(page, servers, run_id, "served")
-    entries = {e["path"]: e for e in page.evaluate(BUNDLE_ENTRIES)}
-    wasm = entries["pyodide/pyodide.asm.wasm"]
-    choice = page.evaluate(MARK, "choice")["detail"]
-    assert choice["restore"] is True
-    if precompressed:  # the browser's choice: br or gzip (both are offered it)
-        assert wasm["encoded"] < wasm["decoded"] / 2
-        assert choice["encoding"] in ("br", "gzip")
-        assert entries[shipped["plain"]]["encoded"] == sizes[shipped["plain"]][choice["encoding"]]
-        assert shipped["file"] not in entries
-    else:  # the plain snapshot was dropped at its headers for the gzip copy, unpacked here
-        assert wasm["encoded"] == wasm["decoded"] == (bundle_dir / "pyodide/pyodide.asm.wasm").stat().st_size
-        assert choice["encoding"] == "identity"
-        assert entries[shipped["file"]]["encoded"] == shipped["stored"]
-    page.reload()  # the snapshot kept by the first visit
-    wait_ready(page)
-    assert page.evaluate(MARK, "pyodide-loaded")["detail"] == {"from": "cache"}
-    assert page_errors == []
 
 
 def test_a_slow_link_boots_and_keeps_the_snapshot_for_the_next_visit(

@@ -9,6 +9,7 @@ preload scanner requests an early ``<img>`` twice before the worker controls the
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -344,14 +345,27 @@ def test_a_host_sending_the_bundle_precompressed_or_as_it_is(
         bundle_dir, issuer=servers.issuer, page_vars={"REALM": servers.realm},
         extra_dirs={"t": PAGES}, serving=Serving(precompressed=precompressed)))
     tab = open_ready(profile, story(host, servers.realm))
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    shipped, sizes = manifest["snapshot"], manifest["sizes"]
+    for path in ("pyodide/pyodide.asm.wasm", "sw.js", shipped["plain"], shipped["bytecode"]):
+        assert (bundle_dir / f"{path}.br").is_file() and (bundle_dir / f"{path}.gz").is_file()
+    assert not (bundle_dir / "pyodide/python_stdlib.zip.gz").exists()  # a zip of deflated files
     info = profile.call(tab, "startInfo")
-    assert info["marks"]["pyodide-loaded"]["detail"] == {"from": "bundle"}, info["marks"]
-    wasm = info["files"]["pyodide/pyodide.asm.wasm"]
+    marks, files = info["marks"], info["files"]
+    assert marks["pyodide-loaded"]["detail"] == {"from": "bundle"}, marks  # loopback: it pays
+    choice = marks["choice"]["detail"]
+    assert choice["restore"] is True, choice
+    wasm = files["pyodide/pyodide.asm.wasm"]
     assert wasm["decoded"] == (bundle_dir / "pyodide/pyodide.asm.wasm").stat().st_size, wasm
-    if precompressed:
+    if precompressed:  # the engine's choice: br or gzip
         assert wasm["encoded"] < wasm["decoded"] / 2, wasm
-    else:
+        assert choice["encoding"] in ("br", "gzip"), choice
+        assert files[shipped["plain"]]["encoded"] == sizes[shipped["plain"]][choice["encoding"]]
+        assert shipped["file"] not in files
+    else:  # the plain snapshot dropped at its headers, for the gzip copy unpacked in the page
         assert wasm["encoded"] == wasm["decoded"], wasm
+        assert choice["encoding"] == "identity", choice
+        assert files[shipped["file"]]["encoded"] == shipped["stored"], files
     token = servers.token(ttl=3600)
     profile.call(tab, "setToken", servers.realm, token)
     assert profile.call(tab, "loadImages", [f"{servers.realm}img/served-{run_id}"]) == [True]
