@@ -2,6 +2,8 @@
 
 Prints one table; every figure is a median over repeated runs with min/max, and each comparison
 (runtime vs bare Pyodide, Python vs JS handler) is measured side by side in the same run.
+Sections (``--only``): see SECTIONS; ``network`` throttles in a proxy (benchmarks/throttle.py),
+``host`` measures the host page's main thread, ``nonrealm`` what the worker costs other requests.
 
     make bench            # or: .venv/bin/python benchmarks/bench.py --runs 5 --requests 1000
 """
@@ -9,6 +11,7 @@ Prints one table; every figure is a median over repeated runs with min/max, and 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -19,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import psutil
+import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from throttle import Budget, Profile, ThrottleProxy
 
 from pyauth_web import assets, dpop
 from pyauth_web.demo.browser import launch_chromium, load_playwright_config, stop_service_workers
-from pyauth_web.demo.servers import Issuer, RealmLog, ServerThread, host_app, realm_app
+from pyauth_web.demo.common import RealmLog, verify
+from pyauth_web.demo.servers import DEMO_SECRET, Issuer, ServerThread, host_app, realm_app, svg
 from pyauth_web.protocol import STATE_CACHE
 from pyauth_web.tokens import DEFAULT_STORAGE_KEY
 
@@ -56,16 +61,17 @@ class Bench:
         self.clock = clock
         self.thread: ServerThread
         self.baseline: str | None = None  # a host serving another bundle (--baseline), if any
+        self.bundle: Path  # the bundle the host serves (the network section serves it again)
 
     def context(self) -> BrowserContext:
         ctx = self.browser.new_context()
         ctx.set_default_timeout(CONFIG.BOOT_TIMEOUT_MS)
         return ctx
 
-    def ready_ms(self, page: Page) -> float:
+    def ready_ms(self, page: Page, timeout_ms: float = 120_000) -> float:
         """Navigation start -> pyauthWeb.ready (the loader's performance mark)."""
-        page.wait_for_function("() => !!window.pyauthWeb")
-        page.evaluate("() => pyauthWeb.ready.then(() => true)")
+        page.wait_for_function("() => !!window.pyauthWeb", timeout=timeout_ms)
+        awaited(page, "() => pyauthWeb.ready.then(() => true)", timeout_ms)
         return float(
             page.evaluate("() => performance.getEntriesByName('pyauth-web:ready')[0].startTime")
         )
@@ -281,6 +287,19 @@ class Bench:
         wasm = page.evaluate("() => pyauthWeb.pyodide._module.HEAP8.buffer.byteLength")
         ctx.close()
         return {"js_heap": metrics["JSHeapUsedSize"] / 1e6, "wasm": wasm / 1e6}
+
+
+def awaited(page: Page, fn: str, timeout_ms: float, arg: Any = None) -> Any:
+    """The value of the page's (async) function ``fn`` (JS source) called with ``arg``; an error
+    if it has not settled within ``timeout_ms`` (``page.evaluate`` alone waits forever)."""
+    return page.evaluate(
+        f"""(arg) => Promise.race([
+          Promise.resolve(({fn})(arg)),
+          new Promise((_, no) => setTimeout(
+            () => no(new Error('timed out after {timeout_ms:.0f} ms')), {timeout_ms:.0f})),
+        ])""",
+        arg,
+    )
 
 
 def forget_worker(ctx: BrowserContext, page: Page) -> None:
@@ -564,7 +583,13 @@ def engine_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
     authenticated image, and the token answer p99 against the hand-written JS handler. Ratios
     are taken within each engine, run by run."""
     sys.path.insert(0, str(ENGINES_DIR))
-    from drivers import ENGINES, Chromium, Engine, Firefox, WebKit
+    from drivers import (  # type: ignore[import-not-found]
+        ENGINES,
+        Chromium,
+        Engine,
+        Firefox,
+        WebKit,
+    )
 
     rows: list[Row] = []
     token = bench.issuer.mint(bench.realm, ttl=3600)
@@ -633,6 +658,269 @@ def engine_run(
     return out
 
 
+# -- network: a first visit through server-side throttling ------------------------------------
+NETWORK_PROFILES = {
+    "fast": Profile("fast", mbit=10, rtt_ms=40),
+    "slow": Profile("slow", mbit=1.6, rtt_ms=150),
+}
+NETWORK_TIMEOUT_MS = {"fast": 180_000, "slow": 420_000}  # one visit, every wait in it
+
+
+class Network:
+    """A second host (the same bundle and pages) and the realm, each behind a throttling proxy
+    (benchmarks/throttle.py) on a loop of their own; both proxies share one byte budget."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.proxies = ServerThread()  # only its loop: the proxies run there
+        self.budget = Budget(mbit=10, rtt_ms=40)
+        self._started: list[ThrottleProxy] = []
+        realm = self._proxy(bench.realm) + "/"
+        upstream = bench.thread.serve(
+            host_app(bench.bundle, issuer=bench.issuer, page_vars={"REALM": realm},
+                     extra_dirs={"b": PAGES})
+        )
+        self.host, self.realm = self._proxy(upstream), realm
+
+    def _proxy(self, origin: str) -> str:
+        host, _, port = origin.rstrip("/").removeprefix("http://").partition(":")
+        proxy = ThrottleProxy(self.budget, (host, int(port)))
+        self._started.append(proxy)
+        return str(self.call(proxy.start))
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the proxies' loop (a coroutine function is awaited there)."""
+
+        async def run() -> Any:
+            value = fn(*args)
+            return await value if asyncio.iscoroutine(value) else value
+
+        return asyncio.run_coroutine_threadsafe(run(), self.proxies.loop).result(timeout=30)
+
+    def sent(self) -> int:
+        return int(self.call(lambda: self.budget.sent))
+
+    def close(self) -> None:
+        for proxy in self._started:
+            self.call(proxy.stop)
+        self.proxies.close()
+
+
+def network_visit(bench: Bench, net: Network, profile: str) -> dict[str, float]:
+    """One run of a profile: a signed-in first visit of the runtime (new profile: no HTTP
+    cache, snapshot or worker) to a page with 10 realm images, and a first visit of a bare
+    loadPyodide() page; each visit's bytes to the browser counted by the proxies."""
+    timeout = NETWORK_TIMEOUT_MS[profile]
+    out: dict[str, float] = {}
+    ctx = bench.browser.new_context()
+    ctx.set_default_timeout(timeout)
+    page = ctx.new_page()
+    page.goto(f"{net.host}/pyauth/manifest.json")  # the host's login page, say
+    session = json.dumps({net.realm: bench.issuer.mint(net.realm, ttl=3600)})
+    page.evaluate("([k, v]) => localStorage.setItem(k, v)", [STORAGE_KEY, session])
+    net.call(net.budget.reset_count)
+    page.goto(f"{net.host}/b/many.html?n=10&run={uuid.uuid4().hex[:8]}", wait_until="commit")
+    out["runtime"] = bench.ready_ms(page, timeout)
+    page.wait_for_function("() => window.loaded && loaded() === 10", timeout=timeout, polling=100)
+    out["first"] = float(page.evaluate("() => window.__firstImage"))
+    out["runtime_mb"] = net.sent() / 1e6
+    ctx.close()
+    ctx = bench.browser.new_context()
+    ctx.set_default_timeout(timeout)
+    page = ctx.new_page()
+    net.call(net.budget.reset_count)
+    page.goto(f"{net.host}/b/bare-pyodide.html", wait_until="commit")
+    page.wait_for_function("() => !!window.bareReady", timeout=timeout, polling=100)
+    out["bare"] = float(awaited(page, "() => window.bareReady", timeout))
+    out["bare_mb"] = net.sent() / 1e6
+    ctx.close()
+    return out
+
+
+def network_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    runs = args.network_runs if args.network_runs is not None else min(args.runs, 3)
+    net = Network(bench)
+    rows: list[Row] = []
+    try:
+        for name in args.network_profiles:
+            profile = NETWORK_PROFILES[name]
+            net.call(net.budget.configure, profile.mbit, profile.rtt_ms)
+            visits = [network_visit(bench, net, name) for _ in range(runs)]
+            col = {k: [v[k] for v in visits] for k in visits[0]}
+            ratios = [r / b for r, b in zip(col["runtime"], col["bare"], strict=True)]
+            rows += [
+                (f"first visit, {profile.label}: runtime ready (ms)", summary(col["runtime"]),
+                 f"bare loadPyodide {summary(col['bare'])}"),
+                ("  ratio runtime/bare", summary(ratios, 2),
+                 f"target ≤ 1.0; server-side throttle, {runs} runs"),
+                ("  navigation -> 1st authenticated image (ms)", summary(col["first"]),
+                 "signed in, new profile, 10 realm <img>"),
+                ("  MB to the browser, runtime", summary(col["runtime_mb"], 2),
+                 f"bare {summary(col['bare_mb'], 2)}"),
+            ]
+    finally:
+        net.close()
+    return rows
+
+
+# -- host: the host page's main thread ---------------------------------------------------------
+HOST_VARIANTS = [  # (label, loader, data-boot)
+    ("no loader", "0", ""),
+    ("loader", "1", ""),
+    ("loader, data-boot=idle", "1", "idle"),
+]
+HOST_WINDOW_MS = 8_000  # the first 8 s after navigation, or until ready + 1 s if later
+HOST_BOUND_MS = 60_000
+
+
+def host_report(page: Page, loader: bool) -> dict[str, float]:
+    """Long tasks and the 10 ms timer in host-page.html from navigation to the window's end."""
+    ready = "performance.getEntriesByName('pyauth-web:ready')[0]"
+    end = f"Math.max({HOST_WINDOW_MS}, {ready}.startTime + 1000)" if loader else str(HOST_WINDOW_MS)
+    has_ready = f"!!{ready} && " if loader else ""
+    until = f"() => window.hostReport && {has_ready}performance.now() >= {end}"
+    page.wait_for_function(until, timeout=HOST_BOUND_MS, polling=250)
+    report: dict[str, float] = page.evaluate(f"() => hostReport({end})")
+    if page.evaluate("() => window.__longTasksUnsupported || null"):
+        raise SystemExit("bench: this browser reports no long tasks")
+    return report
+
+
+def host_run(bench: Bench, loader: str, boot: str) -> dict[str, dict[str, float]]:
+    """Cold (new context) and warm (reload once the snapshot is saved) host page."""
+    ctx = bench.context()
+    page = ctx.new_page()
+    url = f"{bench.host}/b/host-page.html?loader={loader}&boot={boot}&run={uuid.uuid4().hex[:8]}"
+    page.goto(url, wait_until="commit")
+    cold = host_report(page, loader == "1")
+    if loader == "1":
+        page.wait_for_function(SAVED, timeout=HOST_BOUND_MS, polling=250)
+    page.reload(wait_until="commit")
+    warm = host_report(page, loader == "1")
+    ctx.close()
+    return {"cold": cold, "warm": warm}
+
+
+def host_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    results: dict[str, list[dict[str, dict[str, float]]]] = {v[0]: [] for v in HOST_VARIANTS}
+    for _ in range(args.runs):  # the variants one after another within each run
+        for label, loader, boot in HOST_VARIANTS:
+            results[label].append(host_run(bench, loader, boot))
+    rows: list[Row] = []
+    for label, loader, _ in HOST_VARIANTS:
+        for temp in ("cold", "warm"):
+            col = {k: [r[temp][k] for r in results[label]]
+                   for k in ("tbt", "longest", "late", "tasks")}
+            ref = loader == "0"
+            tbt_target = "" if ref else ("target ≤ 200" if temp == "cold" else "")
+            longest_target = "" if ref else ("target ≤ 200" if temp == "cold" else "target ≤ 100")
+            tasks = f"long tasks {summary(col['tasks'], 0).strip()}"
+            rows += [
+                (f"host main thread, {label}, {temp}: TBT (ms)", summary(col["tbt"]),
+                 "; ".join(filter(None, [tbt_target, tasks]))),
+                ("  longest task (ms)", summary(col["longest"]), longest_target),
+                ("  10 ms timer: latest (ms)", summary(col["late"]), ""),
+            ]
+    return rows
+
+
+# -- nonrealm: what the worker costs requests that are not for a realm -------------------------
+async def asset(request: web.Request) -> web.Response:
+    """``/b/asset/NAME``: a small generated image, stylesheet or script (same origin as the
+    pages, inside the worker's scope)."""
+    name = request.match_info["name"]
+    stem, _, ext = name.rpartition(".")
+    if ext == "svg":
+        body, kind = svg(stem), "image/svg+xml"
+    elif ext == "css":
+        body, kind = f".asset-{stem} {{ color: #{sum(stem.encode()) % 0xFFF:03x}; }}\n", "text/css"
+    elif ext == "js":
+        body, kind = f"window.__asset_{stem} = {len(stem)};\n", "text/javascript"
+    else:
+        raise web.HTTPNotFound()
+    return web.Response(text=body, content_type=kind, headers={"Cache-Control": "no-cache"})
+
+
+def url_token_route(clock: ShiftedClock) -> Any:
+    """``/urltoken/img/NAME?access_token=T`` on the realm: the control for realm images without
+    the worker; the same check (``verify``) and image as the realm's ``/img/NAME``."""
+
+    async def image(request: web.Request) -> web.Response:
+        ok, reason = verify(DEMO_SECRET, f"Bearer {request.query.get('access_token', '')}", clock())
+        if not ok:
+            return web.json_response({"error": "unauthorized", "reason": reason}, status=401)
+        return web.Response(text=svg(request.match_info["name"]), content_type="image/svg+xml")
+
+    return image
+
+
+NONREALM_REPEATS = 3  # measured visits per context; a run's figure is their median
+
+
+def nonrealm_side(bench: Bench, page_name: str, worker: bool, query: str, done: str) -> float:
+    """A new context; two visits to settle (the worker registered and controlling, or none ever;
+    the snapshot saved), then the median of NONREALM_REPEATS visits of ``page_name``: ms from
+    navigation until ``done`` (a JS expression: {loaded, failed, last}) has them all."""
+    token = bench.issuer.mint(bench.realm, ttl=3600)
+    ctx = bench.context()
+    page = ctx.new_page()
+    sw = "/sw.js" if worker else ""
+    setup = f"{bench.host}/b/{page_name}?sw={sw}&n=0&run=setup&token="
+    if worker:
+        bench._controlled(page, setup, token)
+    else:
+        page.goto(setup)
+        session = json.dumps({bench.realm: token})
+        page.evaluate("([k, v]) => localStorage.setItem(k, v)", [STORAGE_KEY, session])
+        page.wait_for_function(SAVED, timeout=60_000, polling=100)
+        page.reload()
+    bench.ready_ms(page, 60_000)  # the worker knows the token now (with a worker)
+    times: list[float] = []
+    for _ in range(NONREALM_REPEATS):
+        page.close()  # a new tab each time: the last visit's interpreter is not torn down meanwhile
+        page = ctx.new_page()
+        run = uuid.uuid4().hex[:8]
+        page.goto(f"{bench.host}/b/{page_name}?sw={sw}&run={run}&{query}", wait_until="commit")
+        page.wait_for_function(
+            f"() => {done} && {done}.loaded + {done}.failed >= Number(window.__n)",
+            timeout=60_000, polling=50,
+        )
+        got = page.evaluate(
+            f"() => ({{...{done}, controlled: !!navigator.serviceWorker.controller}})"
+        )
+        if got["failed"] or got["controlled"] != worker:
+            raise SystemExit(f"bench: {page_name} {query} worker={worker}: {got}")
+        times.append(float(got["last"]))
+    ctx.close()
+    return statistics.median(times)
+
+
+def nonrealm_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    n_assets, n_images = 200, 100
+    col: dict[str, list[float]] = {"assets_sw": [], "assets": [], "images_sw": [], "images": []}
+    token = bench.issuer.mint(bench.realm, ttl=3 * 3600)
+    for _ in range(args.runs):  # the two sides of each comparison one after the other
+        for worker in (True, False):
+            key = "assets_sw" if worker else "assets"
+            col[key].append(nonrealm_side(bench, "assets.html", worker, f"n={n_assets}&token=",
+                                          "window.__assets"))
+        for worker in (True, False):
+            key = "images_sw" if worker else "images"
+            query = f"n={n_images}&token={'' if worker else token}"
+            col[key].append(nonrealm_side(bench, "realm-images.html", worker, query,
+                                          "window.__images"))
+    a = [w / o for w, o in zip(col["assets_sw"], col["assets"], strict=True)]
+    b = [w / o for w, o in zip(col["images_sw"], col["images"], strict=True)]
+    return [
+        (f"{n_assets} same-origin assets: navigation -> last (ms), worker",
+         summary(col["assets_sw"]),
+         f"no worker {summary(col['assets'])}"),
+        ("  ratio worker/no worker", summary(a, 2), "target ≤ 1.05"),
+        (f"{n_images} realm images: navigation -> last (ms), via worker", summary(col["images_sw"]),
+         f"no worker, token in URL {summary(col['images'])}"),
+        ("  ratio worker/URL token", summary(b, 2), "target ≤ 1.10 (median); worker state warm"),
+    ]
+
+
 SECTIONS = {
     "boot": boot_rows,
     "firstvisit": first_visit_rows,
@@ -643,6 +931,9 @@ SECTIONS = {
     "memory": memory_rows,
     "dpop": dpop_rows,
     "engines": engine_rows,
+    "network": network_rows,
+    "host": host_rows,
+    "nonrealm": nonrealm_rows,
 }
 
 
@@ -663,6 +954,18 @@ def main() -> int:
         default=list(SECTIONS),
         help="run these sections only (default: all)",
     )
+    parser.add_argument(
+        "--network-runs",
+        type=int,
+        help="runs of the network section (default: min(--runs, 3); a slow run is long)",
+    )
+    parser.add_argument(
+        "--network-profiles",
+        nargs="+",
+        choices=list(NETWORK_PROFILES),
+        default=list(NETWORK_PROFILES),
+        help="the network section's profiles (default: all)",
+    )
     args = parser.parse_args()
 
     cache = assets.default_cache()
@@ -671,15 +974,19 @@ def main() -> int:
     thread = ServerThread()
     clock = ShiftedClock()
     issuer = Issuer(clock=clock)
-    realm = thread.serve(realm_app(log=RealmLog(), clock=clock)) + "/"
-    host = thread.serve(
-        host_app(bundle, issuer=issuer, page_vars={"REALM": realm}, extra_dirs={"b": PAGES})
-    )
+    realm_server = realm_app(log=RealmLog(), clock=clock)
+    realm_server.router.add_get("/urltoken/img/{name}", url_token_route(clock))  # nonrealm
+    realm = thread.serve(realm_server) + "/"
+    host_server = host_app(bundle, issuer=issuer, page_vars={"REALM": realm},
+                           extra_dirs={"b": PAGES})
+    host_server.router.add_get("/b/asset/{name}", asset)  # nonrealm
+    host = thread.serve(host_server)
     rows: list[Row] = []
     with sync_playwright() as pw:
         browser = launch_chromium(pw, CONFIG)
         bench = Bench(browser, host, realm, issuer, clock)
         bench.thread = thread
+        bench.bundle = bundle
         if args.baseline:
             bench.baseline = thread.serve(
                 host_app(args.baseline, issuer=issuer, page_vars={"REALM": realm},
