@@ -568,11 +568,15 @@ def dpop_rows(bench: Bench, args: argparse.Namespace) -> list[Row]:
 
 
 def snapshot_rows(bundle: Path) -> list[Row]:
-    shipped = json.loads((bundle / "manifest.json").read_text())["snapshot"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    shipped = manifest["snapshot"]
     if shipped is None:
         return [("snapshot", "    none", "bundle made without Node")]
+    sent = manifest.get("sizes", {}).get(shipped.get("plain"), {})
+    brotli = f"brotli {sent['br'] / 1e6:.1f} MB" if "br" in sent else ""
     return [
-        ("snapshot: shipped, gzip (MB)", f"{shipped['stored'] / 1e6:8.1f}", "downloaded once"),
+        ("snapshot: shipped, gzip (MB)", f"{shipped['stored'] / 1e6:8.1f}",
+         f"downloaded once, when the link makes it pay; {brotli}"),
         ("snapshot: kept in Cache Storage (MB)", f"{shipped['bytes'] / 1e6:8.1f}", "unpacked"),
     ]
 

@@ -684,7 +684,7 @@
 
   // Bytes or CPU, on a first visit. Restoring the bundle's snapshot saves booting Pyodide (about
   // BOOT_SAVES_MS of CPU here) but costs its download: worth it when the link brings the
-  // snapshot in less time than that (above ~30 Mbit/s with brotli, ~40 with gzip). The link is
+  // snapshot in less time than that (above ~21 Mbit/s with brotli, ~28 with gzip). The link is
   // timed on the prebuilt zip, fetched first and needed either way (Resource Timing: its encoded
   // size over the time its body took); its size also tells which encoding the host sends (one of
   // the manifest's sizes), hence which size of the snapshot would come. navigator.connection's
